@@ -1,0 +1,6 @@
+//! Lambda "audience": GET, PUT, DELETE /api/audiences/{id}. Builds the shared state once, then hands every request to the core.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    audience_sync::lambda::run_http(audience_sync::http::Group::Audience).await
+}

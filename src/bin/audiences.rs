@@ -1,0 +1,185 @@
+//! `audiences`: run the service locally, migrate, and sync from a terminal. Logs go to stderr;
+//! stdout carries only each command's JSON result, as its last line.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use uuid::Uuid;
+
+use audience_sync::config::Config;
+use audience_sync::db::local::LocalPostgres;
+use audience_sync::sync::{self, Progress, SyncType};
+use audience_sync::{db, lambda, server, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "audiences",
+    version,
+    about = "Keep Meta Custom Audiences in sync with your segments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations and serve the REST API on 127.0.0.1. Without DATABASE_URL, starts a local
+    /// PostgreSQL (data under .local/) and stops it on exit.
+    Serve {
+        #[arg(long, env = "PORT", default_value_t = 3000)]
+        port: u16,
+    },
+    /// Apply pending migrations to DATABASE_URL (or the local database).
+    Migrate,
+    /// Run one sync of one audience, with a progress bar on a terminal.
+    Sync {
+        audience_id: Uuid,
+        #[arg(long = "type", value_enum, default_value_t = CliSyncType::Incremental)]
+        sync_type: CliSyncType,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CliSyncType {
+    Full,
+    Incremental,
+    Update,
+}
+
+impl From<CliSyncType> for SyncType {
+    fn from(t: CliSyncType) -> Self {
+        match t {
+            CliSyncType::Full => SyncType::Full,
+            CliSyncType::Incremental => SyncType::Incremental,
+            CliSyncType::Update => SyncType::Update,
+        }
+    }
+}
+
+const LOCAL_DATA_DIR: &str = ".local/pgdata";
+const LOCAL_DB_NAME: &str = "audience_sync";
+
+#[tokio::main]
+async fn main() {
+    telemetry::init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        tracing::error!("{e:#}");
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::from_env()?;
+    // Without DATABASE_URL, the project's own local server (shared with a running `serve`).
+    let local = match &config.database_url {
+        Some(_) => None,
+        None => {
+            let pg = LocalPostgres::start_persistent(Path::new(LOCAL_DATA_DIR))
+                .context("starting the local PostgreSQL (set DATABASE_URL to use another)")?;
+            db::ensure_database(&pg.url("postgres"), LOCAL_DB_NAME).await?;
+            config.database_url = Some(pg.url(LOCAL_DB_NAME));
+            Some(pg)
+        }
+    };
+    let url = config.database_url.clone().unwrap_or_default();
+    let applied = db::migrate(&url).await.context("applying migrations")?;
+    if applied > 0 {
+        tracing::info!(applied, "migrations applied");
+    }
+    let result = match cli.command {
+        Command::Migrate => Ok(serde_json::json!({ "migrations_applied": applied })),
+        Command::Serve { port } => serve(&config, port, &url).await,
+        Command::Sync {
+            audience_id,
+            sync_type,
+        } => sync_one(&config, audience_id, sync_type.into()).await,
+    };
+    drop(local);
+    println!("{}", result?);
+    Ok(())
+}
+
+async fn serve(config: &Config, port: u16, url: &str) -> anyhow::Result<serde_json::Value> {
+    let app = lambda::build_app(config).await?;
+    let (listener, addr) = server::bind(port)
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    eprintln!("audience-sync listening on http://{addr}");
+    eprintln!("database: {}", redact_url(url));
+    if app.meta.is_none() {
+        eprintln!(
+            "Meta is not configured (META_ACCESS_TOKEN unset): syncs do the database side only"
+        );
+    }
+    server::serve(app, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down");
+    })
+    .await?;
+    Ok(serde_json::json!({ "stopped": format!("http://{addr}") }))
+}
+
+async fn sync_one(
+    config: &Config,
+    id: Uuid,
+    sync_type: SyncType,
+) -> anyhow::Result<serde_json::Value> {
+    let app = lambda::build_app(config).await?;
+    let bar = BarProgress::new();
+    let result = sync::run(&app, id, sync_type, &bar).await?;
+    bar.0.finish_and_clear();
+    Ok(serde_json::to_value(result)?)
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+struct BarProgress(ProgressBar);
+
+impl BarProgress {
+    fn new() -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::new(0)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>8} [{bar:40}] {pos}/{len} members ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        BarProgress(bar)
+    }
+}
+
+impl Progress for BarProgress {
+    fn begin(&self, stage: &str, total: u64) {
+        self.0.set_message(stage.to_string());
+        self.0.set_length(total);
+        self.0.set_position(0);
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+/// The URL without its password, for printing.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,52 @@
+//! The domain layer's error: what a caller did wrong, or what stopped us. The HTTP layer maps it
+//! to a status and the JSON error shape in one place (`http::response`).
+
+use crate::db::DbError;
+use crate::meta::error::MetaError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input broke a rule. `field` names the field at fault when one is.
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        field: Option<String>,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            code: "invalid_field",
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
+        Error::NotFound(format!("{what} {id} does not exist"))
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Error::Db(DbError::from(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Error::Db(DbError::from(e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

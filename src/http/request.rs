@@ -1,0 +1,167 @@
+//! Turning request bodies, query strings and path segments into typed values, with errors that
+//! name the field at fault.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+fn invalid(code: &'static str, field: Option<String>, message: String) -> Error {
+    Error::Invalid {
+        code,
+        field,
+        message,
+    }
+}
+
+/// The body as a JSON object.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        invalid(
+            "malformed_json",
+            None,
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(invalid(
+            "malformed_json",
+            None,
+            "the request body must be a JSON object".into(),
+        )),
+    }
+}
+
+/// Rejects fields the server sets itself, with a message that says so.
+pub fn reject_read_only(obj: &serde_json::Map<String, Value>, read_only: &[&str]) -> Result<()> {
+    match read_only.iter().find(|f| obj.contains_key(**f)) {
+        Some(f) => Err(invalid(
+            "read_only_field",
+            Some((*f).to_string()),
+            format!("{f} is read-only: the server sets it"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The body as `T`.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8], read_only: &[&str]) -> Result<T> {
+    let obj = json_object(body)?;
+    reject_read_only(&obj, read_only)?;
+    from_value("", Value::Object(obj))
+}
+
+/// `value` as `T`; errors name the field, prefixed with `prefix` (the path to `value`).
+pub fn from_value<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let join = |name: &str| match (prefix.is_empty(), name.is_empty() || name == ".") {
+            (_, true) => prefix.to_string(),
+            (true, false) => name.to_string(),
+            (false, false) => format!("{prefix}.{name}"),
+        };
+        if let Some(name) = backticked(&inner, "unknown field `") {
+            let allowed = inner
+                .split_once("expected ")
+                .map(|(_, rest)| format!(": expected {rest}"))
+                .unwrap_or_default();
+            // serde_path_to_error's path already ends at the unknown key.
+            let field = if path.is_empty() || path == "." {
+                join(name)
+            } else {
+                join(&path)
+            };
+            return invalid(
+                "unknown_field",
+                Some(field.clone()),
+                format!("{field} is not a known field{allowed}"),
+            );
+        }
+        if let Some(name) = backticked(&inner, "missing field `") {
+            let field = join(&join_path(&path, name));
+            return invalid(
+                "missing_field",
+                Some(field.clone()),
+                format!("{field} is required"),
+            );
+        }
+        let field = join(&path);
+        let shown = if field.is_empty() { "body" } else { &field };
+        invalid(
+            "invalid_field",
+            (!field.is_empty()).then_some(field.clone()),
+            format!("{shown}: {}", readable(&inner)),
+        )
+    })
+}
+
+fn join_path(path: &str, name: &str) -> String {
+    if path.is_empty() || path == "." {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn backticked<'a>(msg: &'a str, start: &str) -> Option<&'a str> {
+    let rest = msg.strip_prefix(start)?;
+    rest.split('`').next()
+}
+
+/// serde's words for Rust types, in the words of a JSON API.
+fn readable(msg: &str) -> String {
+    msg.replace(
+        "expected i32",
+        "expected an integer from -2147483648 to 2147483647",
+    )
+    .replace("expected i64", "expected an integer")
+    .replace("expected a boolean", "expected true or false")
+    .replace("expected UUID", "expected a UUID")
+}
+
+pub fn uuid_param(field: &str, raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| {
+        invalid(
+            "invalid_field",
+            Some(field.to_string()),
+            format!("{field} must be a UUID, not {:?}", truncate(raw, 60)),
+        )
+    })
+}
+
+pub fn bool_param(field: &str, raw: &str) -> Result<bool> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(
+            "invalid_field",
+            Some(field.to_string()),
+            format!("{field} must be true or false"),
+        )),
+    }
+}
+
+pub fn int_param(field: &str, raw: &str, min: i64, max: i64) -> Result<i64> {
+    match raw.parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            "invalid_field",
+            Some(field.to_string()),
+            format!("{field} must be an integer from {min} to {max}"),
+        )),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Query string pairs, decoded.
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}

@@ -1,0 +1,18 @@
+//! audience-sync: keeps Meta Custom Audiences in sync with segments of your own customer
+//! database. The Lambda binaries in `functions/` and the `audiences` CLI are thin shells around
+//! this library.
+
+pub mod app;
+pub mod audience;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod lambda;
+pub mod meta;
+pub mod server;
+pub mod sync;
+pub mod telemetry;
+
+pub use app::App;
+pub use error::{Error, Result};

@@ -1,0 +1,170 @@
+//! `audience_sync_log`: one row per sync, pending → in_progress → completed | failed.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::SyncType;
+use crate::error::Result;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncLog {
+    pub id: Uuid,
+    pub audience_id: Option<Uuid>,
+    pub sync_type: String,
+    pub synced_count: i32,
+    pub failed_count: i32,
+    pub status: String,
+    pub error_message: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub meta_response: Option<Value>,
+    pub details: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, audience_id, sync_type, synced_count, failed_count, status, \
+    error_message, started_at, completed_at, meta_response, details, created_at";
+
+impl SyncLog {
+    fn from_row(r: &Row) -> Self {
+        SyncLog {
+            id: r.get("id"),
+            audience_id: r.get("audience_id"),
+            sync_type: r.get("sync_type"),
+            synced_count: r.get("synced_count"),
+            failed_count: r.get("failed_count"),
+            status: r.get("status"),
+            error_message: r.get("error_message"),
+            started_at: r.get("started_at"),
+            completed_at: r.get("completed_at"),
+            meta_response: r.get("meta_response"),
+            details: r.get("details"),
+            created_at: r.get("created_at"),
+        }
+    }
+}
+
+pub async fn recent(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+    limit: i64,
+) -> Result<Vec<SyncLog>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audience_sync_log WHERE audience_id = $1 \
+         ORDER BY created_at DESC, id LIMIT $2"
+    );
+    let rows = db.query(&sql, &[&audience_id, &limit]).await?;
+    Ok(rows.iter().map(SyncLog::from_row).collect())
+}
+
+pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<SyncLog>> {
+    let sql = format!("SELECT {COLUMNS} FROM audience_sync_log WHERE id = $1");
+    Ok(db
+        .query_opt(&sql, &[&id])
+        .await?
+        .map(|r| SyncLog::from_row(&r)))
+}
+
+/// A new pending row.
+pub async fn open(db: &impl GenericClient, audience_id: Uuid, sync_type: SyncType) -> Result<Uuid> {
+    let row = db
+        .query_one(
+            "INSERT INTO audience_sync_log (audience_id, sync_type, status) \
+             VALUES ($1, $2, 'pending') RETURNING id",
+            &[&audience_id, &sync_type.as_str()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// pending → in_progress, and the audience shows it is syncing.
+pub async fn start(db: &impl GenericClient, log_id: Uuid, audience_id: Uuid) -> Result<()> {
+    db.execute(
+        "WITH l AS (UPDATE audience_sync_log SET status = 'in_progress', started_at = now() \
+                    WHERE id = $1) \
+         UPDATE custom_audience SET status = 'syncing', updated_at = now() WHERE id = $2",
+        &[&log_id, &audience_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a finished sync reports.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub synced_count: i32,
+    pub failed_count: i32,
+    pub meta_response: Value,
+    pub details: Value,
+}
+
+/// in_progress → completed; the audience is active with its new totals.
+pub async fn complete(
+    db: &impl GenericClient,
+    log_id: Uuid,
+    audience_id: Uuid,
+    o: &Outcome,
+) -> Result<()> {
+    db.execute(
+        "WITH l AS (UPDATE audience_sync_log SET status = 'completed', completed_at = now(), \
+                    synced_count = $3, failed_count = $4, meta_response = $5, details = $6 \
+                    WHERE id = $1) \
+         UPDATE custom_audience SET status = 'active', last_synced_at = now(), \
+                sync_error_message = NULL, updated_at = now(), \
+                total_synced = (SELECT count(*) FROM audience_member_sync m \
+                                WHERE m.audience_id = $2 AND m.is_synced AND NOT m.removal_pending) \
+         WHERE id = $2",
+        &[&log_id, &audience_id, &o.synced_count, &o.failed_count, &o.meta_response, &o.details],
+    )
+    .await?;
+    Ok(())
+}
+
+/// in_progress → failed, saying why; the audience carries the message. Members accepted before
+/// the failure stay synced and count.
+pub async fn fail(
+    db: &impl GenericClient,
+    log_id: Uuid,
+    audience_id: Uuid,
+    message: &str,
+    o: &Outcome,
+) -> Result<()> {
+    db.execute(
+        "WITH l AS (UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
+                    error_message = $3, synced_count = $4, failed_count = $5, \
+                    meta_response = $6, details = $7 WHERE id = $1) \
+         UPDATE custom_audience SET status = 'failed', sync_error_message = $3, \
+                updated_at = now(), \
+                total_synced = (SELECT count(*) FROM audience_member_sync m \
+                                WHERE m.audience_id = $2 AND m.is_synced AND NOT m.removal_pending) \
+         WHERE id = $2",
+        &[
+            &log_id,
+            &audience_id,
+            &message,
+            &o.synced_count,
+            &o.failed_count,
+            &o.meta_response,
+            &o.details,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Rows of syncs whose worker died: only called while holding the audience's lock, so nothing
+/// else can still be running them.
+pub async fn fail_abandoned(db: &impl GenericClient, audience_id: Uuid) -> Result<u64> {
+    Ok(db
+        .execute(
+            "UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
+             error_message = 'abandoned: the worker running this sync stopped before it finished; \
+             the next sync carries on from what was accepted' \
+             WHERE audience_id = $1 AND status IN ('pending', 'in_progress')",
+            &[&audience_id],
+        )
+        .await?)
+}

@@ -1,0 +1,334 @@
+//! A sync: one audience brought to its segment, in the database and (when configured) in Meta.
+//!
+//! One sync per audience at a time, enforced by a PostgreSQL advisory lock held by the session
+//! that runs it: the claim dies with its holder, so a crashed worker frees the audience at once.
+//! The whole sync runs on that one connection, which is all a Lambda instance needs.
+
+pub mod destination;
+pub mod log;
+pub mod members;
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::audience::{self, Audience, AudienceType};
+use crate::error::{Error, Result};
+use destination::{DatabaseOnly, Destination};
+use members::{Counters, Pass};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncType {
+    Full,
+    Incremental,
+    Update,
+}
+
+impl SyncType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncType::Full => "full",
+            SyncType::Incremental => "incremental",
+            SyncType::Update => "update",
+        }
+    }
+}
+
+impl FromStr for SyncType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "full" => Ok(SyncType::Full),
+            "incremental" => Ok(SyncType::Incremental),
+            "update" => Ok(SyncType::Update),
+            other => Err(format!(
+                "sync_type must be full, incremental or update, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// Progress of a sync, for a terminal's progress bar.
+pub trait Progress: Send + Sync {
+    fn begin(&self, _stage: &str, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// The answer of `POST /api/audiences/sync` for one audience.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncResult {
+    pub audience_id: Uuid,
+    pub synced_count: i32,
+    pub failed_count: i32,
+    pub sync_log_id: Uuid,
+    /// The sync log's final status: `completed` or `failed`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// The claim on one audience: a session-level advisory lock on a connection kept out of the
+/// pool's hands for the sync's duration.
+struct AudienceLock {
+    conn: Option<deadpool_postgres::Object>,
+    audience_id: Uuid,
+}
+
+const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended($1::text, 7300))";
+const UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended($1::text, 7300))";
+
+impl AudienceLock {
+    async fn try_acquire(
+        conn: deadpool_postgres::Object,
+        audience_id: Uuid,
+    ) -> Result<Option<Self>> {
+        let got: bool = conn
+            .query_one(TRY_LOCK, &[&audience_id.to_string()])
+            .await?
+            .get(0);
+        Ok(got.then_some(AudienceLock {
+            conn: Some(conn),
+            audience_id,
+        }))
+    }
+
+    fn client(&self) -> &Client {
+        self.conn.as_ref().expect("held until released")
+    }
+
+    async fn release(mut self) -> Result<()> {
+        if let Some(conn) = self.conn.take() {
+            conn.query_one(UNLOCK, &[&self.audience_id.to_string()])
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AudienceLock {
+    fn drop(&mut self) {
+        // Not released (error or cancelled): close the connection instead of returning it to the
+        // pool, which ends the session and with it the lock.
+        if let Some(conn) = self.conn.take() {
+            drop(deadpool_postgres::Object::take(conn));
+        }
+    }
+}
+
+/// Is a sync of this audience running right now (somewhere)?
+pub async fn is_running(db: &Client, audience_id: Uuid) -> Result<bool> {
+    let got: bool = db
+        .query_one(TRY_LOCK, &[&audience_id.to_string()])
+        .await?
+        .get(0);
+    if got {
+        db.query_one(UNLOCK, &[&audience_id.to_string()]).await?;
+    }
+    Ok(!got)
+}
+
+/// Runs one sync of one audience. A failed sync is an `Ok` whose status is `failed` and whose
+/// log says why; `Err` is for a request that could not start (unknown audience, sync running).
+pub async fn run(
+    app: &App,
+    audience_id: Uuid,
+    sync_type: SyncType,
+    progress: &dyn Progress,
+) -> Result<SyncResult> {
+    let conn = app.pool.get().await?;
+    let audience = audience::get(&**conn, audience_id).await?;
+    let lock = AudienceLock::try_acquire(conn, audience_id)
+        .await?
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "a sync of audience {audience_id} is already running; try again when it has finished"
+            ))
+        })?;
+    let result = run_locked(app, lock.client(), &audience, sync_type, progress).await;
+    lock.release().await?;
+    result
+}
+
+async fn run_locked(
+    app: &App,
+    db: &Client,
+    audience: &Audience,
+    sync_type: SyncType,
+    progress: &dyn Progress,
+) -> Result<SyncResult> {
+    log::fail_abandoned(db, audience.id).await?;
+    let log_id = log::open(db, audience.id, sync_type).await?;
+    log::start(db, log_id, audience.id).await?;
+    let started = chrono::Utc::now();
+    let _ = &app.meta;
+    let mut dest = DatabaseOnly;
+    let mut counters = Counters::default();
+    let result = execute(
+        db,
+        audience,
+        sync_type,
+        &mut dest,
+        &mut counters,
+        started,
+        progress,
+    )
+    .await;
+    let outcome = log::Outcome {
+        synced_count: counters.accepted as i32,
+        failed_count: counters.failed() as i32,
+        meta_response: dest.response(),
+        details: members::details(&counters, json!({})),
+    };
+    let (status, error_message) = match result {
+        Ok(()) => {
+            log::complete(db, log_id, audience.id, &outcome).await?;
+            tracing::info!(audience_id = %audience.id, sync_type = sync_type.as_str(),
+                synced = outcome.synced_count, failed = outcome.failed_count,
+                removed = counters.removed, "sync completed");
+            ("completed", None)
+        }
+        Err(e) => {
+            let message = failure_message(&e);
+            tracing::warn!(audience_id = %audience.id, sync_type = sync_type.as_str(),
+                error = %e, "sync failed");
+            log::fail(db, log_id, audience.id, &message, &outcome).await?;
+            ("failed", Some(message))
+        }
+    };
+    Ok(SyncResult {
+        audience_id: audience.id,
+        synced_count: outcome.synced_count,
+        failed_count: outcome.failed_count,
+        sync_log_id: log_id,
+        status: status.into(),
+        error_message,
+    })
+}
+
+/// What a marketer reads in the log and on the audience: specific, free of secrets, and without
+/// internal details (those go to the service's log).
+fn failure_message(e: &Error) -> String {
+    match e {
+        Error::Invalid { message, .. } | Error::NotFound(message) | Error::Conflict(message) => {
+            message.clone()
+        }
+        Error::Meta(m) => m.user_message(),
+        Error::Db(_) => {
+            "the database failed during the sync; it will be retried from where it stopped".into()
+        }
+    }
+}
+
+async fn execute<D: Destination>(
+    db: &Client,
+    audience: &Audience,
+    sync_type: SyncType,
+    dest: &mut D,
+    c: &mut Counters,
+    started: chrono::DateTime<chrono::Utc>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    if audience.audience_type == AudienceType::Engagement {
+        // Built by Meta from pixel events: there are no members to send.
+        return Ok(());
+    }
+    if audience.segment_id.is_none() {
+        return Err(Error::invalid(
+            "segment_id",
+            "the audience has no segment: set segment_id before syncing",
+        ));
+    }
+    db.query_one(
+        "SELECT synced_count, failed_count FROM sync_audience_members($1, $2)",
+        &[&audience.id, &sync_type.as_str()],
+    )
+    .await?;
+    let pass = match sync_type {
+        SyncType::Full => Pass::Replace,
+        SyncType::Incremental => Pass::Add,
+        SyncType::Update => Pass::Update,
+    };
+    if pass != Pass::Replace {
+        members::remove_leavers(db, audience.id, dest, false, c).await?;
+    }
+    progress.begin("members", members::count(db, audience.id, pass).await?);
+    let pushed = members::push(db, audience.id, pass, dest, progress).await?;
+    merge(c, &pushed);
+    if pass == Pass::Replace {
+        if c.sent == 0 {
+            // A replace cannot carry zero rows: take out what the destination holds instead.
+            members::remove_leavers(db, audience.id, dest, true, c).await?;
+        } else {
+            c.removed += members::settle_replace(db, audience.id, started).await?;
+        }
+    }
+    Ok(())
+}
+
+fn merge(into: &mut Counters, from: &Counters) {
+    let removed = into.removed;
+    let deferred = into.removal_deferred;
+    *into = from.clone();
+    into.removed += removed;
+    into.removal_deferred += deferred;
+}
+
+/// `POST /api/audiences/sync` without a body.
+#[derive(Debug, Serialize)]
+pub struct SyncAllResult {
+    pub total_audiences: usize,
+    pub synced: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub results: Vec<Value>,
+}
+
+/// Syncs every active audience in turn: `full` the first time, `incremental` after. One that is
+/// already syncing elsewhere is skipped, not waited for.
+pub async fn run_all(app: &App, progress: &dyn Progress) -> Result<SyncAllResult> {
+    let audiences = {
+        let db = app.pool.get().await?;
+        audience::list(&**db, Some(true)).await?
+    };
+    let mut all = SyncAllResult {
+        total_audiences: audiences.len(),
+        synced: 0,
+        failed: 0,
+        skipped: 0,
+        results: Vec::with_capacity(audiences.len()),
+    };
+    for a in audiences {
+        let sync_type = if a.last_synced_at.is_none() {
+            SyncType::Full
+        } else {
+            SyncType::Incremental
+        };
+        match run(app, a.id, sync_type, progress).await {
+            Ok(r) => {
+                if r.status == "completed" {
+                    all.synced += 1;
+                } else {
+                    all.failed += 1;
+                }
+                all.results
+                    .push(serde_json::to_value(&r).unwrap_or(Value::Null));
+            }
+            Err(Error::Conflict(message)) => {
+                all.skipped += 1;
+                all.results.push(
+                    json!({"audience_id": a.id, "status": "skipped", "error_message": message}),
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(all)
+}

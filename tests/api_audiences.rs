@@ -1,0 +1,383 @@
+//! The audience routes, called as a user would over HTTP.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{assert_error, spawn_app};
+
+#[tokio::test]
+async fn create_applies_defaults_and_get_returns_it() {
+    let t = spawn_app().await;
+    let seg = t.segment("High Engagers").await;
+    let a = t
+        .create_audience(json!({
+            "name": "High Value Customers",
+            "description": "Users with 10+ renders",
+            "segment_id": seg,
+        }))
+        .await;
+    assert_eq!(a["audience_type"], "custom_list");
+    assert_eq!(a["status"], "pending");
+    assert_eq!(a["auto_sync"], false);
+    assert_eq!(a["is_active"], true);
+    assert_eq!(a["sync_interval_hours"], 24);
+    assert_eq!(a["total_synced"], 0);
+    assert_eq!(a["segment_id"], seg.to_string());
+    assert!(a["last_synced_at"].is_null());
+
+    let (status, got) = t
+        .get(&format!("/api/audiences/{}", a["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, a);
+}
+
+#[tokio::test]
+async fn list_is_newest_first_and_filters_on_is_active() {
+    let t = spawn_app().await;
+    for (name, active) in [("first", true), ("second", false), ("third", true)] {
+        t.create_audience(json!({"name": name, "is_active": active}))
+            .await;
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["audiences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, all) = t.get("/api/audiences").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(names(&all), ["third", "second", "first"]);
+    let (_, active) = t.get("/api/audiences?is_active=true").await;
+    assert_eq!(names(&active), ["third", "first"]);
+    let (_, inactive) = t.get("/api/audiences?is_active=false").await;
+    assert_eq!(names(&inactive), ["second"]);
+    let (s, body) = t.get("/api/audiences?is_active=yes").await;
+    assert_error(s, &body, StatusCode::BAD_REQUEST, Some("is_active"));
+}
+
+#[tokio::test]
+async fn lookalike_and_engagement_audiences_are_created_with_their_fields() {
+    let t = spawn_app().await;
+    let seg = t.segment("Pricing viewers").await;
+    let look = t
+        .create_audience(json!({
+            "name": "Pricing Viewers Lookalike", "audience_type": "lookalike", "segment_id": seg,
+            "lookalike_country": "us", "lookalike_percentage": 5, "auto_sync": true,
+            "sync_interval_hours": 48,
+        }))
+        .await;
+    assert_eq!(look["lookalike_country"], "US");
+    assert_eq!(look["lookalike_percentage"], 5);
+    let eng = t
+        .create_audience(json!({
+            "name": "Viewed content", "audience_type": "engagement",
+            "rule": {"pixel_id": "123456789", "event": "ViewContent", "retention_days": 30},
+        }))
+        .await;
+    assert_eq!(eng["rule"]["retention_days"], 30);
+    assert_eq!(eng["audience_type"], "engagement");
+}
+
+/// Every create rule: the status, and the field the error names.
+#[tokio::test]
+async fn create_validation_names_the_field() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    let long = "x".repeat(201);
+    let unknown_segment = uuid::Uuid::new_v4();
+    let cases: Vec<(Value, Option<&str>)> = vec![
+        (json!({}), Some("name")),
+        (json!({"name": ""}), Some("name")),
+        (json!({"name": "   "}), Some("name")),
+        (json!({"name": long}), Some("name")),
+        (json!({"name": 42}), Some("name")),
+        (
+            json!({"name": "a", "audience_type": "website"}),
+            Some("audience_type"),
+        ),
+        (
+            json!({"name": "a", "segment_id": "not-a-uuid"}),
+            Some("segment_id"),
+        ),
+        (
+            json!({"name": "a", "segment_id": unknown_segment}),
+            Some("segment_id"),
+        ),
+        (
+            json!({"name": "a", "sync_interval_hours": 0}),
+            Some("sync_interval_hours"),
+        ),
+        (
+            json!({"name": "a", "sync_interval_hours": 8761}),
+            Some("sync_interval_hours"),
+        ),
+        (
+            json!({"name": "a", "sync_interval_hours": 99999999999_i64}),
+            Some("sync_interval_hours"),
+        ),
+        (
+            json!({"name": "a", "sync_interval_hours": "24"}),
+            Some("sync_interval_hours"),
+        ),
+        (json!({"name": "a", "auto_sync": "yes"}), Some("auto_sync")),
+        (json!({"name": "a", "bogus": 1}), Some("bogus")),
+        (json!({"name": "a", "status": "active"}), Some("status")),
+        (
+            json!({"name": "a", "meta_audience_id": "123"}),
+            Some("meta_audience_id"),
+        ),
+        (
+            json!({"name": "a", "meta_business_account_id": "act_12x"}),
+            Some("meta_business_account_id"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "lookalike", "lookalike_country": "US", "lookalike_percentage": 1}),
+            Some("segment_id"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "lookalike", "segment_id": seg, "lookalike_percentage": 1}),
+            Some("lookalike_country"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "lookalike", "segment_id": seg, "lookalike_country": "US"}),
+            Some("lookalike_percentage"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "lookalike", "segment_id": seg, "lookalike_country": "USA", "lookalike_percentage": 1}),
+            Some("lookalike_country"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "lookalike", "segment_id": seg, "lookalike_country": "US", "lookalike_percentage": 11}),
+            Some("lookalike_percentage"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "lookalike", "segment_id": seg, "lookalike_country": "US", "lookalike_percentage": 0}),
+            Some("lookalike_percentage"),
+        ),
+        (
+            json!({"name": "a", "lookalike_percentage": 3}),
+            Some("lookalike_percentage"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "engagement"}),
+            Some("rule"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "engagement", "rule": {"pixel_id": "12", "event": "Lead", "retention_days": 181}}),
+            Some("rule.retention_days"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "engagement", "rule": {"pixel_id": "12", "event": "Lead", "retention_days": 0}}),
+            Some("rule.retention_days"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "engagement", "rule": {"pixel_id": "pix", "event": "Lead", "retention_days": 5}}),
+            Some("rule.pixel_id"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "engagement", "rule": {"pixel_id": "12", "event": "", "retention_days": 5}}),
+            Some("rule.event"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "engagement", "rule": {"pixel_id": "12", "retention_days": 5}}),
+            Some("rule.event"),
+        ),
+        (
+            json!({"name": "a", "audience_type": "engagement", "rule": {"pixel_id": "12", "event": "Lead", "retention_days": 5, "x": 1}}),
+            Some("rule.x"),
+        ),
+        (
+            json!({"name": "a", "rule": {"pixel_id": "12", "event": "Lead", "retention_days": 5}}),
+            Some("rule"),
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, err) = t.post("/api/audiences", &body).await;
+        assert_error(status, &err, StatusCode::BAD_REQUEST, field);
+    }
+    let (_, list) = t.get("/api/audiences").await;
+    assert_eq!(
+        list["audiences"].as_array().unwrap().len(),
+        0,
+        "nothing was written"
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_without_a_field() {
+    let t = spawn_app().await;
+    for body in ["{", "not json", "[1,2]", "\"name\"", ""] {
+        let (status, err) = t.request("POST", "/api/audiences", Some(body)).await;
+        assert_error(status, &err, StatusCode::BAD_REQUEST, None);
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_name_is_a_conflict() {
+    let t = spawn_app().await;
+    t.create_audience(json!({"name": "Dup"})).await;
+    let (status, err) = t.post("/api/audiences", &json!({"name": "Dup"})).await;
+    assert_error(status, &err, StatusCode::CONFLICT, None);
+    let a = t.create_audience(json!({"name": "Other"})).await;
+    let (status, err) = t
+        .put(
+            &format!("/api/audiences/{}", a["id"].as_str().unwrap()),
+            &json!({"name": "Dup"}),
+        )
+        .await;
+    assert_error(status, &err, StatusCode::CONFLICT, None);
+}
+
+#[tokio::test]
+async fn put_changes_only_the_fields_sent_and_bumps_updated_at() {
+    let t = spawn_app().await;
+    let a = t
+        .create_audience(json!({"name": "A", "description": "before", "sync_interval_hours": 24}))
+        .await;
+    let path = format!("/api/audiences/{}", a["id"].as_str().unwrap());
+    let (status, b) = t.put(&path, &json!({"sync_interval_hours": 12})).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(b["sync_interval_hours"], 12);
+    assert_eq!(b["description"], "before");
+    assert_eq!(b["name"], "A");
+    assert!(b["updated_at"].as_str().unwrap() > a["updated_at"].as_str().unwrap());
+    assert_eq!(b["created_at"], a["created_at"]);
+
+    let (_, c) = t.put(&path, &json!({"description": null})).await;
+    assert!(c["description"].is_null());
+    assert_eq!(c["sync_interval_hours"], 12);
+}
+
+#[tokio::test]
+async fn put_validation() {
+    let t = spawn_app().await;
+    let a = t.create_audience(json!({"name": "A"})).await;
+    let path = format!("/api/audiences/{}", a["id"].as_str().unwrap());
+    let cases: Vec<(Value, Option<&str>)> = vec![
+        (json!({"unknown": true}), Some("unknown")),
+        (json!({"name": null}), Some("name")),
+        (json!({"auto_sync": null}), Some("auto_sync")),
+        (
+            json!({"sync_interval_hours": -1}),
+            Some("sync_interval_hours"),
+        ),
+        (json!({"status": "active"}), Some("status")),
+        (json!({"total_synced": 5}), Some("total_synced")),
+        (json!({"audience_type": "lookalike"}), Some("segment_id")),
+        (
+            json!({"segment_id": uuid::Uuid::new_v4()}),
+            Some("segment_id"),
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, err) = t.put(&path, &body).await;
+        assert_error(status, &err, StatusCode::BAD_REQUEST, field);
+    }
+    let (_, after) = t.get(&path).await;
+    assert_eq!(after, a, "a rejected update changes nothing");
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids() {
+    let t = spawn_app().await;
+    let missing = format!("/api/audiences/{}", uuid::Uuid::new_v4());
+    for (method, body) in [
+        ("GET", None),
+        ("PUT", Some("{\"name\": \"x\"}")),
+        ("DELETE", None),
+    ] {
+        let (status, err) = t.request(method, &missing, body).await;
+        assert_error(status, &err, StatusCode::NOT_FOUND, None);
+        let (status, err) = t.request(method, "/api/audiences/12345", body).await;
+        assert_error(status, &err, StatusCode::BAD_REQUEST, Some("id"));
+    }
+    let (status, err) = t.get("/api/nothing-here").await;
+    assert_error(status, &err, StatusCode::NOT_FOUND, None);
+    let (status, err) = t.request("PATCH", "/api/audiences", Some("{}")).await;
+    assert_error(status, &err, StatusCode::METHOD_NOT_ALLOWED, None);
+    let (status, err) = t.get("/api/audiences/sync").await;
+    assert_error(status, &err, StatusCode::METHOD_NOT_ALLOWED, None);
+}
+
+#[tokio::test]
+async fn delete_removes_the_audience_and_its_members_but_keeps_the_audit_log() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "d", 3).await;
+    let a = t
+        .create_audience(json!({"name": "Gone", "segment_id": seg}))
+        .await;
+    let id = a["id"].as_str().unwrap();
+    let synced = t.sync(id, "full").await;
+    let (status, body) = t.delete(&format!("/api/audiences/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = t.get(&format!("/api/audiences/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let members: i64 =
+        t.db.query_one("SELECT count(*) FROM audience_member_sync", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(members, 0);
+    let log_id = uuid::Uuid::parse_str(synced["sync_log_id"].as_str().unwrap()).unwrap();
+    let log =
+        t.db.query_one(
+            "SELECT audience_id, status FROM audience_sync_log WHERE id = $1",
+            &[&log_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.get::<_, Option<uuid::Uuid>>(0), None);
+    assert_eq!(log.get::<_, String>(1), "completed");
+}
+
+#[tokio::test]
+async fn include_members_metrics_and_sync_logs() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "inc", 5).await;
+    let a = t
+        .create_audience(json!({"name": "Inc", "segment_id": seg}))
+        .await;
+    let id = a["id"].as_str().unwrap();
+    t.sync(id, "full").await;
+    t.sync(id, "incremental").await;
+
+    let (status, got) = t
+        .get(&format!(
+            "/api/audiences/{id}?include=members,metrics,sync_logs&members_limit=3"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    let members = got["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(members
+        .iter()
+        .all(|m| m["is_synced"] == true && m.get("hashes").is_none()));
+    assert_eq!(got["metrics"]["total_members"], 5);
+    assert_eq!(got["metrics"]["synced_count"], 5);
+    assert_eq!(got["metrics"]["sync_status"], "active");
+    assert!(got["metrics"]["last_sync_date"].is_string());
+    let logs = got["sync_logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2);
+    assert_eq!(logs[0]["sync_type"], "incremental", "newest first");
+    assert_eq!(logs[1]["sync_type"], "full");
+
+    let (_, plain) = t.get(&format!("/api/audiences/{id}")).await;
+    assert!(plain.get("members").is_none() && plain.get("metrics").is_none());
+
+    for bad in [
+        "include=everything",
+        "members_limit=0",
+        "members_limit=1001",
+        "members_limit=ten",
+    ] {
+        let (status, err) = t.get(&format!("/api/audiences/{id}?{bad}")).await;
+        let field = bad.split('=').next().unwrap();
+        assert_error(status, &err, StatusCode::BAD_REQUEST, Some(field));
+    }
+}

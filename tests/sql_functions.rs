@@ -1,0 +1,200 @@
+//! The SQL helper functions of the feature document, called directly as other tools would.
+
+mod support;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use support::spawn_app;
+use uuid::Uuid;
+
+fn sha256_hex(s: &str) -> String {
+    hex_lower(&Sha256::digest(s.as_bytes()))
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test]
+async fn sync_audience_members_reconciles_membership_set_based() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    let people = t.people_in_segment(seg, "fn", 4).await;
+    let a = t
+        .create_audience(json!({"name": "Fn", "segment_id": seg}))
+        .await;
+    let id = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
+
+    let row =
+        t.db.query_one(
+            "SELECT synced_count, failed_count FROM sync_audience_members($1, 'full')",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, i32>(1)),
+        (0, 0),
+        "joiners start unsynced"
+    );
+    let n: i64 =
+        t.db.query_one(
+            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND NOT is_synced",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4);
+
+    // A leaver never accepted anywhere simply goes; one already synced waits for its removal.
+    t.db.execute("UPDATE audience_member_sync SET is_synced = true, hashes = decode(repeat('ab', 320), 'hex') WHERE person_id = $1", &[&people[1]]).await.unwrap();
+    t.db.execute(
+        "DELETE FROM segment_member WHERE person_id = ANY($1)",
+        &[&vec![people[0], people[1]]],
+    )
+    .await
+    .unwrap();
+    let row =
+        t.db.query_one(
+            "SELECT synced_count, failed_count FROM sync_audience_members($1, 'incremental')",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 0);
+    let rows =
+        t.db.query(
+            "SELECT person_id, removal_pending FROM audience_member_sync WHERE audience_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let state: Vec<(Uuid, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(state.len(), 3);
+    assert!(!state.iter().any(|(p, _)| *p == people[0]));
+    assert!(state.contains(&(people[1], true)));
+
+    // Back in the segment before the removal happened: unflagged.
+    t.db.execute(
+        "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
+        &[&seg, &people[1]],
+    )
+    .await
+    .unwrap();
+    t.db.query_one("SELECT * FROM sync_audience_members($1, 'update')", &[&id])
+        .await
+        .unwrap();
+    let pending: bool =
+        t.db.query_one(
+            "SELECT removal_pending FROM audience_member_sync WHERE person_id = $1",
+            &[&people[1]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!pending);
+
+    let err =
+        t.db.query_one(
+            "SELECT * FROM sync_audience_members($1, 'sometimes')",
+            &[&id],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_db_error().unwrap().message().contains("sync type"),
+        "{err:?}"
+    );
+    let err =
+        t.db.query_one(
+            "SELECT * FROM sync_audience_members($1, 'full')",
+            &[&Uuid::new_v4()],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("does not exist"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn export_returns_the_hashes_meta_receives_and_metrics_count() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    let person = t
+        .person(seg, Some("  Mary@Example.com "), Some("+1 (555) 987-6543"))
+        .await;
+    t.db.execute(
+        "UPDATE person SET first_name = 'Mary', last_name = 'O''Brien', city = 'San Francisco', country = ' us ' WHERE id = $1",
+        &[&person],
+    )
+    .await
+    .unwrap();
+    t.person(seg, None, None).await;
+    let a = t
+        .create_audience(json!({"name": "Export", "segment_id": seg}))
+        .await;
+    let id = a["id"].as_str().unwrap();
+    t.sync(id, "full").await;
+    let aid = Uuid::parse_str(id).unwrap();
+
+    let rows = t
+        .db
+        .query("SELECT person_id, email, phone, first_name, last_name, country, city FROM get_audience_members_for_export($1)", &[&aid])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "only synced members are exported");
+    let r = &rows[0];
+    assert_eq!(r.get::<_, Uuid>(0), person);
+    assert_eq!(
+        r.get::<_, String>(1),
+        "f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79"
+    );
+    assert_eq!(
+        r.get::<_, String>(2),
+        "1ef970831d7963307784fa8688e8fce101a15685d62aa765fed23f3a2c576a4e"
+    );
+    assert_eq!(r.get::<_, String>(3), sha256_hex("mary"));
+    assert_eq!(r.get::<_, String>(4), sha256_hex("obrien"));
+    assert_eq!(r.get::<_, String>(5), sha256_hex("us"));
+    assert_eq!(r.get::<_, String>(6), sha256_hex("sanfrancisco"));
+
+    let m = t
+        .db
+        .query_one("SELECT total_members, synced_count, last_sync_date, sync_status FROM get_audience_metrics($1)", &[&aid])
+        .await
+        .unwrap();
+    assert_eq!(m.get::<_, i32>(0), 2);
+    assert_eq!(m.get::<_, i32>(1), 1);
+    assert!(m
+        .get::<_, Option<chrono::DateTime<chrono::Utc>>>(2)
+        .is_some());
+    assert_eq!(m.get::<_, String>(3), "active");
+}
+
+#[tokio::test]
+async fn empty_fields_export_as_empty_strings_not_hashes_of_nothing() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    t.person(seg, Some("solo@example.com"), None).await;
+    let a = t
+        .create_audience(json!({"name": "Sparse", "segment_id": seg}))
+        .await;
+    t.sync(a["id"].as_str().unwrap(), "full").await;
+    let aid = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
+    let r =
+        t.db.query_one(
+            "SELECT email, phone, first_name FROM get_audience_members_for_export($1)",
+            &[&aid],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), sha256_hex("solo@example.com"));
+    assert_eq!(r.get::<_, String>(1), "");
+    assert_eq!(r.get::<_, String>(2), "");
+}

@@ -1,0 +1,226 @@
+//! Test support: a real PostgreSQL (the one at DATABASE_URL, or one this test binary starts from
+//! the machine's server binaries), a fresh database per test, and the service on loopback.
+#![allow(dead_code)]
+
+pub mod fake_meta;
+
+use std::sync::OnceLock;
+
+use audience_sync::db::local::LocalPostgres;
+use audience_sync::{db, server, App};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+/// URL of database `name` on the test server.
+fn server_url(name: &str) -> String {
+    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+    let base = SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok(url),
+        _ => {
+            // Leaked on purpose: the server lives as long as the test process and dies with it.
+            let pg = LocalPostgres::start_ephemeral().map_err(|e| e.to_string())?;
+            let url = pg.url("postgres");
+            std::mem::forget(pg);
+            Ok(url)
+        }
+    });
+    let base = base.as_ref().expect("test PostgreSQL server");
+    with_dbname(base, name)
+}
+
+fn with_dbname(url: &str, name: &str) -> String {
+    let (main, query) = url
+        .split_once('?')
+        .map_or((url, None), |(m, q)| (m, Some(q)));
+    let host_start = main.find("://").map_or(0, |i| i + 3);
+    let base = match main[host_start..].find('/') {
+        Some(i) => &main[..host_start + i],
+        None => main,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A new, migrated database; its URL.
+pub async fn fresh_database() -> String {
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    db::ensure_database(&server_url("postgres"), &name)
+        .await
+        .expect("create test database");
+    let url = server_url(&name);
+    db::migrate(&url).await.expect("migrate test database");
+    url
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+pub struct TestApp {
+    pub app: App,
+    pub base: String,
+    pub db_url: String,
+    /// A connection of the test's own, for setting data up and looking at it.
+    pub db: tokio_postgres::Client,
+    http: reqwest::Client,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(None).await
+}
+
+/// The service against a fresh database, with Meta configured when `meta` is given.
+pub async fn spawn_app_with(meta: Option<audience_sync::meta::client::MetaConfig>) -> TestApp {
+    let db_url = fresh_database().await;
+    let pool = db::pool(&db_url, 8).expect("pool");
+    let meta = meta.map(|m| {
+        std::sync::Arc::new(audience_sync::meta::client::MetaClient::new(m).expect("meta client"))
+    });
+    let app = App { pool, meta };
+    let (listener, addr) = server::bind(0).await.expect("bind");
+    tokio::spawn(server::serve(app.clone(), listener, std::future::pending()));
+    TestApp {
+        app,
+        base: format!("http://{addr}"),
+        db: connect(&db_url).await,
+        db_url,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("response is not JSON: {text}"))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.request("POST", path, Some(&body.to_string())).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.request("PUT", path, Some(&body.to_string())).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.request("DELETE", path, None).await
+    }
+
+    /// A segment with no rule (members managed by SQL, as the wider app would).
+    pub async fn segment(&self, name: &str) -> Uuid {
+        self.db
+            .query_one(
+                "INSERT INTO segment (name) VALUES ($1) RETURNING id",
+                &[&name],
+            )
+            .await
+            .expect("insert segment")
+            .get(0)
+    }
+
+    /// `n` people with an email each (`{tag}{i}@example.com`), in `segment`.
+    pub async fn people_in_segment(&self, segment: Uuid, tag: &str, n: i32) -> Vec<Uuid> {
+        let rows = self
+            .db
+            .query(
+                "WITH p AS (INSERT INTO person (email, first_name, country) \
+                   SELECT $2 || i || '@Example.com', 'Person' || i, 'US' FROM generate_series(1, $3) i \
+                   RETURNING id), \
+                 m AS (INSERT INTO segment_member (segment_id, person_id) SELECT $1, id FROM p) \
+                 SELECT id FROM p",
+                &[&segment, &tag, &n],
+            )
+            .await
+            .expect("insert people");
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// One person with the given contact columns, in `segment`.
+    pub async fn person(&self, segment: Uuid, email: Option<&str>, phone: Option<&str>) -> Uuid {
+        let id: Uuid = self
+            .db
+            .query_one(
+                "INSERT INTO person (email, phone, country) VALUES ($1, $2, 'US') RETURNING id",
+                &[&email, &phone],
+            )
+            .await
+            .expect("insert person")
+            .get(0);
+        self.db
+            .execute(
+                "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
+                &[&segment, &id],
+            )
+            .await
+            .expect("add member");
+        id
+    }
+
+    pub async fn create_audience(&self, body: Value) -> Value {
+        let (status, json) = self.post("/api/audiences", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+        json
+    }
+
+    pub async fn sync(&self, audience_id: &str, sync_type: &str) -> Value {
+        let (status, json) = self
+            .post(
+                "/api/audiences/sync",
+                &serde_json::json!({"audience_id": audience_id, "sync_type": sync_type}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json
+    }
+
+    /// Person ids of the audience's members in a state, straight from the table.
+    pub async fn member_ids(&self, audience_id: &str, where_clause: &str) -> Vec<Uuid> {
+        let id = Uuid::parse_str(audience_id).unwrap();
+        let sql = format!(
+            "SELECT person_id FROM audience_member_sync WHERE audience_id = $1 AND ({where_clause}) ORDER BY person_id"
+        );
+        let rows = self.db.query(&sql, &[&id]).await.expect("members");
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+}
+
+/// Asserts the JSON error shape, its status and the field it names.
+pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, field: Option<&str>) {
+    assert_eq!(status, want, "{body}");
+    let err = &body["error"];
+    assert!(err["code"].is_string(), "error.code missing: {body}");
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error.message missing: {body}"
+    );
+    assert_eq!(err["field"].as_str(), field, "{body}");
+}
