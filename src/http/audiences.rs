@@ -88,16 +88,38 @@ pub async fn update(app: &App, id: &str, body: &Bytes) -> Result<ApiResponse> {
     Ok(json(StatusCode::OK, &updated))
 }
 
-pub async fn delete(app: &App, id: &str) -> Result<ApiResponse> {
+/// Deletes in Meta first (when the audience is there), then here; a Meta failure deletes
+/// nothing. `keep_in_meta=true` deletes only the record here.
+pub async fn delete(app: &App, id: &str, query: Option<&str>) -> Result<ApiResponse> {
     let id = uuid_param("id", id)?;
-    let db = app.pool.get().await?;
-    audience::get(&**db, id).await?;
-    if sync::is_running(&db, id).await? {
-        return Err(Error::Conflict(
-            "a sync of this audience is running; delete it when the sync has finished".into(),
-        ));
+    let mut keep_in_meta = false;
+    for (k, v) in query_pairs(query) {
+        if k == "keep_in_meta" {
+            keep_in_meta = bool_param("keep_in_meta", &v)?;
+        }
     }
-    audience::delete(&**db, id).await?;
+    let conn = app.pool.get().await?;
+    let a = audience::get(&**conn, id).await?;
+    let lock = sync::AudienceLock::try_acquire(conn, id)
+        .await?
+        .ok_or_else(|| {
+            Error::Conflict(
+                "a sync of this audience is running; delete it when the sync has finished".into(),
+            )
+        })?;
+    let in_meta = a.meta_audience_id.is_some() || a.meta_seed_audience_id.is_some();
+    if in_meta && !keep_in_meta {
+        let client = app.meta.as_deref().ok_or_else(|| {
+            Error::Conflict(
+                "the audience exists in Meta but Meta is not configured here: set META_ACCESS_TOKEN \
+                 to delete it there too, or pass keep_in_meta=true to delete only this record"
+                    .into(),
+            )
+        })?;
+        sync::meta::delete_in_meta(client, &a).await?;
+    }
+    audience::delete(lock.client(), id).await?;
+    lock.release().await?;
     Ok(no_content())
 }
 

@@ -100,7 +100,7 @@ async fn dispatch(
         (Route::Sync, _) => Ok(method_not_allowed("POST")),
         (Route::Audience(id), &Method::GET) => audiences::get(app, id, query).await,
         (Route::Audience(id), &Method::PUT) => audiences::update(app, id, body).await,
-        (Route::Audience(id), &Method::DELETE) => audiences::delete(app, id).await,
+        (Route::Audience(id), &Method::DELETE) => audiences::delete(app, id, query).await,
         (Route::Audience(_), _) => Ok(method_not_allowed("GET, PUT, DELETE")),
     }
 }

@@ -8,10 +8,12 @@ use serde_json::{json, Value};
 use crate::error::Result;
 use crate::meta::normalize::HashedRow;
 
-/// Which rows of a sent batch the destination refused (by index in the batch).
+/// Which rows of a sent batch the destination refused (by index in the batch), and how many
+/// more it counted as invalid without saying which (Meta quotes at most 100).
 #[derive(Debug, Default)]
 pub struct Accepted {
     pub invalid: HashSet<usize>,
+    pub unidentified: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -209,8 +209,10 @@ async fn add_batch<D: Destination>(
             hashes.push(bytes.as_slice());
         }
     }
-    c.accepted += ids.len() as u64;
-    c.rejected_by_meta += rejected.ids.len() as u64;
+    // Members Meta counted as invalid without quoting them stay marked synced (the batch was
+    // accepted) but are counted, so the log tells the truth.
+    c.accepted += (ids.len() as u64).saturating_sub(accepted.unidentified);
+    c.rejected_by_meta += rejected.ids.len() as u64 + accepted.unidentified;
     db.execute(
         "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.h, \
                 failure_reason = NULL, updated_at = now() \

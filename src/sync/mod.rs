@@ -7,6 +7,7 @@
 pub mod destination;
 pub mod log;
 pub mod members;
+pub mod meta;
 
 use std::str::FromStr;
 
@@ -18,6 +19,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::audience::{self, Audience, AudienceType};
 use crate::error::{Error, Result};
+use crate::meta::MetaClient;
 use destination::{DatabaseOnly, Destination};
 use members::{Counters, Pass};
 
@@ -77,7 +79,7 @@ pub struct SyncResult {
 
 /// The claim on one audience: a session-level advisory lock on a connection kept out of the
 /// pool's hands for the sync's duration.
-struct AudienceLock {
+pub struct AudienceLock {
     conn: Option<deadpool_postgres::Object>,
     audience_id: Uuid,
 }
@@ -86,7 +88,7 @@ const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtextextended($1::text, 7
 const UNLOCK: &str = "SELECT pg_advisory_unlock(hashtextextended($1::text, 7300))";
 
 impl AudienceLock {
-    async fn try_acquire(
+    pub async fn try_acquire(
         conn: deadpool_postgres::Object,
         audience_id: Uuid,
     ) -> Result<Option<Self>> {
@@ -100,11 +102,11 @@ impl AudienceLock {
         }))
     }
 
-    fn client(&self) -> &Client {
+    pub fn client(&self) -> &Client {
         self.conn.as_ref().expect("held until released")
     }
 
-    async fn release(mut self) -> Result<()> {
+    pub async fn release(mut self) -> Result<()> {
         if let Some(conn) = self.conn.take() {
             conn.query_one(UNLOCK, &[&self.audience_id.to_string()])
                 .await?;
@@ -121,18 +123,6 @@ impl Drop for AudienceLock {
             drop(deadpool_postgres::Object::take(conn));
         }
     }
-}
-
-/// Is a sync of this audience running right now (somewhere)?
-pub async fn is_running(db: &Client, audience_id: Uuid) -> Result<bool> {
-    let got: bool = db
-        .query_one(TRY_LOCK, &[&audience_id.to_string()])
-        .await?
-        .get(0);
-    if got {
-        db.query_one(UNLOCK, &[&audience_id.to_string()]).await?;
-    }
-    Ok(!got)
 }
 
 /// Runs one sync of one audience. A failed sync is an `Ok` whose status is `failed` and whose
@@ -167,32 +157,34 @@ async fn run_locked(
     log::fail_abandoned(db, audience.id).await?;
     let log_id = log::open(db, audience.id, sync_type).await?;
     log::start(db, log_id, audience.id).await?;
-    let started = chrono::Utc::now();
-    let _ = &app.meta;
-    let mut dest = DatabaseOnly;
-    let mut counters = Counters::default();
-    let result = execute(
+    let mut run = Run {
         db,
-        audience,
+        audience: audience.clone(),
         sync_type,
-        &mut dest,
-        &mut counters,
-        started,
+        started: chrono::Utc::now(),
+        counters: Counters::default(),
         progress,
-    )
-    .await;
+    };
+    let (result, meta_response) = match app.meta.as_deref() {
+        None => {
+            let mut dest = DatabaseOnly;
+            (run.members(&mut dest).await, dest.response())
+        }
+        Some(client) => run.with_meta(client).await,
+    };
+    let c = &run.counters;
     let outcome = log::Outcome {
-        synced_count: counters.accepted as i32,
-        failed_count: counters.failed() as i32,
-        meta_response: dest.response(),
-        details: members::details(&counters, json!({})),
+        synced_count: c.accepted as i32,
+        failed_count: c.failed() as i32,
+        meta_response,
+        details: c.to_json(),
     };
     let (status, error_message) = match result {
         Ok(()) => {
             log::complete(db, log_id, audience.id, &outcome).await?;
             tracing::info!(audience_id = %audience.id, sync_type = sync_type.as_str(),
                 synced = outcome.synced_count, failed = outcome.failed_count,
-                removed = counters.removed, "sync completed");
+                removed = c.removed, "sync completed");
             ("completed", None)
         }
         Err(e) => {
@@ -222,55 +214,130 @@ fn failure_message(e: &Error) -> String {
         }
         Error::Meta(m) => m.user_message(),
         Error::Db(_) => {
-            "the database failed during the sync; it will be retried from where it stopped".into()
+            "the database failed during the sync; the next sync carries on from what was accepted"
+                .into()
         }
     }
 }
 
-async fn execute<D: Destination>(
-    db: &Client,
-    audience: &Audience,
+/// The lookalike seed Meta needs, at the least.
+pub const LOOKALIKE_MIN_SEED: i64 = 100;
+
+/// One sync in progress.
+struct Run<'a> {
+    db: &'a Client,
+    audience: Audience,
     sync_type: SyncType,
-    dest: &mut D,
-    c: &mut Counters,
     started: chrono::DateTime<chrono::Utc>,
-    progress: &dyn Progress,
-) -> Result<()> {
-    if audience.audience_type == AudienceType::Engagement {
-        // Built by Meta from pixel events: there are no members to send.
-        return Ok(());
-    }
-    if audience.segment_id.is_none() {
-        return Err(Error::invalid(
-            "segment_id",
-            "the audience has no segment: set segment_id before syncing",
-        ));
-    }
-    db.query_one(
-        "SELECT synced_count, failed_count FROM sync_audience_members($1, $2)",
-        &[&audience.id, &sync_type.as_str()],
-    )
-    .await?;
-    let pass = match sync_type {
-        SyncType::Full => Pass::Replace,
-        SyncType::Incremental => Pass::Add,
-        SyncType::Update => Pass::Update,
-    };
-    if pass != Pass::Replace {
-        members::remove_leavers(db, audience.id, dest, false, c).await?;
-    }
-    progress.begin("members", members::count(db, audience.id, pass).await?);
-    let pushed = members::push(db, audience.id, pass, dest, progress).await?;
-    merge(c, &pushed);
-    if pass == Pass::Replace {
-        if c.sent == 0 {
-            // A replace cannot carry zero rows: take out what the destination holds instead.
-            members::remove_leavers(db, audience.id, dest, true, c).await?;
-        } else {
-            c.removed += members::settle_replace(db, audience.id, started).await?;
+    counters: Counters,
+    progress: &'a dyn Progress,
+}
+
+impl Run<'_> {
+    fn pass(&self) -> Pass {
+        match self.sync_type {
+            SyncType::Full => Pass::Replace,
+            SyncType::Incremental => Pass::Add,
+            SyncType::Update => Pass::Update,
         }
     }
-    Ok(())
+
+    /// Brings membership to the segment in the database (set-based) and checks the audience
+    /// can have members.
+    async fn reconcile(&self) -> Result<()> {
+        if self.audience.segment_id.is_none() {
+            return Err(Error::invalid(
+                "segment_id",
+                "the audience has no segment: set segment_id before syncing",
+            ));
+        }
+        self.db
+            .query_one(
+                "SELECT synced_count, failed_count FROM sync_audience_members($1, $2)",
+                &[&self.audience.id, &self.sync_type.as_str()],
+            )
+            .await?;
+        if self.audience.audience_type == AudienceType::Lookalike {
+            let eligible: i64 = self
+                .db
+                .query_one(
+                    "SELECT count(*) FROM audience_member_sync \
+                     WHERE audience_id = $1 AND NOT removal_pending",
+                    &[&self.audience.id],
+                )
+                .await?
+                .get(0);
+            if eligible < LOOKALIKE_MIN_SEED {
+                return Err(Error::invalid(
+                    "segment_id",
+                    format!(
+                        "a lookalike's seed needs at least {LOOKALIKE_MIN_SEED} members; the segment has {eligible} eligible (not opted out)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database side and the member upload, to `dest`.
+    async fn members<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
+        if self.audience.audience_type == AudienceType::Engagement {
+            // Built by Meta from pixel events: there are no members to send.
+            return Ok(());
+        }
+        self.reconcile().await?;
+        self.push(dest).await
+    }
+
+    async fn push<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
+        let (db, id, pass) = (self.db, self.audience.id, self.pass());
+        let c = &mut self.counters;
+        if pass != Pass::Replace {
+            members::remove_leavers(db, id, dest, false, c).await?;
+        }
+        self.progress
+            .begin("members", members::count(db, id, pass).await?);
+        let pushed = members::push(db, id, pass, dest, self.progress).await?;
+        merge(c, &pushed);
+        if pass == Pass::Replace {
+            if c.sent == 0 {
+                // A replace cannot carry zero rows: take out what the destination holds instead.
+                members::remove_leavers(db, id, dest, true, c).await?;
+            } else {
+                c.removed += members::settle_replace(db, id, self.started).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With Meta: create what is missing, upload, let Meta build lookalikes, read Meta's view.
+    async fn with_meta(&mut self, client: &MetaClient) -> (Result<()>, Value) {
+        let mut response = json!({});
+        let result = self.meta_steps(client, &mut response).await;
+        if let Some(id) = &self.audience.meta_audience_id {
+            response["meta_audience_id"] = json!(id);
+        }
+        if let Some(id) = &self.audience.meta_seed_audience_id {
+            response["meta_seed_audience_id"] = json!(id);
+        }
+        (result, response)
+    }
+
+    async fn meta_steps(&mut self, client: &MetaClient, response: &mut Value) -> Result<()> {
+        if self.audience.audience_type != AudienceType::Engagement {
+            self.reconcile().await?;
+            let target = meta::member_target(self.db, client, &mut self.audience).await?;
+            let replace_total = (self.pass() == Pass::Replace)
+                .then_some(members::count(self.db, self.audience.id, Pass::Replace).await?);
+            let mut dest = meta::MetaDestination::new(client, target, replace_total);
+            let pushed = self.push(&mut dest).await;
+            *response = dest.response();
+            pushed?;
+        }
+        meta::ensure_built_by_meta(self.db, client, &mut self.audience).await?;
+        meta::refresh_metrics(self.db, client, &self.audience).await;
+        Ok(())
+    }
 }
 
 fn merge(into: &mut Counters, from: &Counters) {
