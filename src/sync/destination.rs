@@ -30,6 +30,14 @@ pub trait Destination {
     async fn remove(&mut self, rows: &[HashedRow]) -> Result<Removal>;
     /// What the sync log keeps of the destination's answers.
     fn response(&self) -> Value;
+    /// What a checkpoint must remember to continue in another invocation.
+    fn checkpoint(&self) -> Value {
+        Value::Null
+    }
+    /// An upload session is open and still needs its last batch.
+    fn needs_closing(&self) -> bool {
+        false
+    }
 }
 
 /// Meta not configured.

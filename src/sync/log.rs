@@ -80,16 +80,113 @@ pub async fn open(db: &impl GenericClient, audience_id: Uuid, sync_type: SyncTyp
     Ok(row.get(0))
 }
 
-/// pending → in_progress, and the audience shows it is syncing.
-pub async fn start(db: &impl GenericClient, log_id: Uuid, audience_id: Uuid) -> Result<()> {
+/// pending → in_progress, and the audience shows it is syncing. Returns when it started.
+pub async fn start(
+    db: &impl GenericClient,
+    log_id: Uuid,
+    audience_id: Uuid,
+) -> Result<DateTime<Utc>> {
+    let row = db
+        .query_one(
+            "WITH a AS (UPDATE custom_audience SET status = 'syncing', last_attempted_at = now(), \
+                        updated_at = now() WHERE id = $2) \
+             UPDATE audience_sync_log SET status = 'in_progress', started_at = now() \
+             WHERE id = $1 RETURNING started_at",
+            &[&log_id, &audience_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// An unfinished sync that left a checkpoint: picked up again rather than failed.
+pub struct Resumable {
+    pub log_id: Uuid,
+    pub sync_type: SyncType,
+    pub started_at: DateTime<Utc>,
+    pub checkpoint: Value,
+}
+
+pub async fn find_resumable(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+) -> Result<Option<Resumable>> {
+    let row = db
+        .query_opt(
+            "SELECT id, sync_type, started_at, checkpoint FROM audience_sync_log \
+             WHERE audience_id = $1 AND status = 'in_progress' AND checkpoint IS NOT NULL \
+               AND started_at IS NOT NULL \
+             ORDER BY created_at DESC LIMIT 1",
+            &[&audience_id],
+        )
+        .await?;
+    Ok(row.and_then(|r| {
+        Some(Resumable {
+            log_id: r.get(0),
+            sync_type: r.get::<_, String>(1).parse().ok()?,
+            started_at: r.get(2),
+            checkpoint: r.get(3),
+        })
+    }))
+}
+
+/// Picks a checkpointed sync up again.
+pub async fn resume(db: &impl GenericClient, log_id: Uuid, audience_id: Uuid) -> Result<()> {
     db.execute(
-        "WITH l AS (UPDATE audience_sync_log SET status = 'in_progress', started_at = now() \
-                    WHERE id = $1) \
-         UPDATE custom_audience SET status = 'syncing', updated_at = now() WHERE id = $2",
+        "WITH a AS (UPDATE custom_audience SET status = 'syncing', last_attempted_at = now(), \
+                    updated_at = now() WHERE id = $2) \
+         UPDATE audience_sync_log SET resumed_count = resumed_count + 1 WHERE id = $1",
         &[&log_id, &audience_id],
     )
     .await?;
     Ok(())
+}
+
+pub async fn save_checkpoint(
+    db: &impl GenericClient,
+    log_id: Uuid,
+    checkpoint: &Value,
+) -> Result<()> {
+    db.execute(
+        "UPDATE audience_sync_log SET checkpoint = $2 WHERE id = $1",
+        &[&log_id, checkpoint],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A paused sync keeps `in_progress` and its checkpoint; what it did so far is visible.
+pub async fn pause(db: &impl GenericClient, log_id: Uuid, o: &Outcome) -> Result<()> {
+    db.execute(
+        "UPDATE audience_sync_log SET synced_count = $2, failed_count = $3, meta_response = $4, \
+                details = $5 WHERE id = $1",
+        &[
+            &log_id,
+            &o.synced_count,
+            &o.failed_count,
+            &o.meta_response,
+            &o.details,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Members this sync (since `started`) got accepted, and those it could not send.
+pub async fn member_counts(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+    started: DateTime<Utc>,
+) -> Result<(i64, i64)> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE is_synced AND synced_at >= $2), \
+                    count(*) FILTER (WHERE NOT is_synced AND failure_reason IS NOT NULL \
+                                     AND updated_at >= $2) \
+             FROM audience_member_sync WHERE audience_id = $1 AND NOT removal_pending",
+            &[&audience_id, &started],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// What a finished sync reports.
@@ -110,7 +207,7 @@ pub async fn complete(
 ) -> Result<()> {
     db.execute(
         "WITH l AS (UPDATE audience_sync_log SET status = 'completed', completed_at = now(), \
-                    synced_count = $3, failed_count = $4, meta_response = $5, details = $6 \
+                    checkpoint = NULL, synced_count = $3, failed_count = $4, meta_response = $5, details = $6 \
                     WHERE id = $1) \
          UPDATE custom_audience SET status = 'active', last_synced_at = now(), \
                 sync_error_message = NULL, updated_at = now(), \
@@ -134,7 +231,7 @@ pub async fn fail(
 ) -> Result<()> {
     db.execute(
         "WITH l AS (UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
-                    error_message = $3, synced_count = $4, failed_count = $5, \
+                    checkpoint = NULL, error_message = $3, synced_count = $4, failed_count = $5, \
                     meta_response = $6, details = $7 WHERE id = $1) \
          UPDATE custom_audience SET status = 'failed', sync_error_message = $3, \
                 updated_at = now(), \
@@ -157,14 +254,20 @@ pub async fn fail(
 
 /// Rows of syncs whose worker died: only called while holding the audience's lock, so nothing
 /// else can still be running them.
-pub async fn fail_abandoned(db: &impl GenericClient, audience_id: Uuid) -> Result<u64> {
+pub async fn fail_abandoned(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+    except: Option<Uuid>,
+) -> Result<u64> {
     Ok(db
         .execute(
             "UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
+             checkpoint = NULL, \
              error_message = 'abandoned: the worker running this sync stopped before it finished; \
              the next sync carries on from what was accepted' \
-             WHERE audience_id = $1 AND status IN ('pending', 'in_progress')",
-            &[&audience_id],
+             WHERE audience_id = $1 AND status IN ('pending', 'in_progress') \
+               AND id IS DISTINCT FROM $2",
+            &[&audience_id, &except],
         )
         .await?)
 }

@@ -27,7 +27,8 @@ pub enum Pass {
     Update,
 }
 
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Counters {
     pub examined: u64,
     pub sent: u64,
@@ -36,6 +37,8 @@ pub struct Counters {
     pub changed: u64,
     pub no_identifier: u64,
     pub rejected_by_meta: u64,
+    /// Of those, the ones Meta quoted (mapped back to members and marked failed).
+    pub rejected_quoted: u64,
     pub removed: u64,
     pub removal_deferred: u64,
 }
@@ -86,20 +89,88 @@ pub async fn count(db: &Client, audience_id: Uuid, pass: Pass) -> Result<u64> {
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// Sends the members `pass` selects to `dest`.
+/// Where a pass starts (a fresh sync, or a checkpoint), when it must stop, and where it records
+/// how far it got.
+pub struct PassRun {
+    pub pass: Pass,
+    /// Members with ids up to here were handled by an earlier invocation.
+    pub from: Uuid,
+    pub counters: Counters,
+    /// Stop (checkpointed) before reading another page after this instant.
+    pub deadline: Option<std::time::Instant>,
+    /// The sync log row the checkpoint is written to.
+    pub log_id: Uuid,
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassEnd {
+    Done,
+    /// Out of time: everything read was handled, the checkpoint says where to go on.
+    Paused,
+}
+
+/// The checkpoint a pass leaves in its sync log row: enough to continue in another invocation.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub pass: String,
+    pub cursor: Uuid,
+    pub counters: Counters,
+    /// The destination's own state (Meta: the replace session and its next batch).
+    pub destination: Value,
+}
+
+impl Pass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pass::Replace => "replace",
+            Pass::Add => "add",
+            Pass::Update => "update",
+        }
+    }
+}
+
+async fn save_checkpoint<D: Destination>(
+    db: &Client,
+    run: &PassRun,
+    cursor: Uuid,
+    c: &Counters,
+    dest: &D,
+) -> Result<()> {
+    let checkpoint = Checkpoint {
+        pass: run.pass.as_str().into(),
+        cursor,
+        counters: c.clone(),
+        destination: dest.checkpoint(),
+    };
+    super::log::save_checkpoint(
+        db,
+        run.log_id,
+        &serde_json::to_value(&checkpoint).unwrap_or(Value::Null),
+    )
+    .await
+}
+
+/// Sends the members the pass selects to `dest`, a page at a time from `run.from` on.
 pub async fn push<D: Destination>(
     db: &Client,
     audience_id: Uuid,
-    pass: Pass,
+    mut run: PassRun,
     dest: &mut D,
     progress: &dyn Progress,
-) -> Result<Counters> {
-    let mut c = Counters::default();
+) -> Result<(Counters, PassEnd)> {
+    let pass = run.pass;
+    let mut c = std::mem::take(&mut run.counters);
     let mut hasher = Hasher::new();
     let mut outbox = Outbox::default();
-    let mut cursor = Uuid::nil();
+    let mut cursor = run.from;
     let all = pass != Pass::Add;
     loop {
+        if run.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            outbox.flush(db, dest, &mut c, Flush::Drain, &run).await?;
+            save_checkpoint(db, &run, cursor, &c, dest).await?;
+            return Ok((c, PassEnd::Paused));
+        }
         let rows = db
             .query(PAGE_SQL, &[&audience_id, &cursor, &all, &(BATCH as i64)])
             .await?;
@@ -138,13 +209,41 @@ pub async fn push<D: Destination>(
             outbox.adds.push((id, hashed, new));
         }
         failed.write(db).await?;
-        while outbox.adds.len() > BATCH || outbox.removals.len() >= BATCH {
-            outbox.flush(db, dest, &mut c, false).await?;
-        }
+        outbox.flush(db, dest, &mut c, Flush::Full, &run).await?;
         progress.advance(rows.len() as u64);
     }
-    outbox.flush(db, dest, &mut c, true).await?;
-    Ok(c)
+    outbox.flush(db, dest, &mut c, Flush::Last, &run).await?;
+    if dest.needs_closing() {
+        close_session(db, audience_id, dest).await?;
+    }
+    Ok((c, PassEnd::Done))
+}
+
+/// A replace session left open by a paused invocation, when nothing was left to send: its last
+/// batch re-sends one row already sent in it (harmless: a replace keeps the union of its rows).
+async fn close_session<D: Destination>(db: &Client, audience_id: Uuid, dest: &mut D) -> Result<()> {
+    let row = db
+        .query_opt(
+            "SELECT hashes FROM audience_member_sync \
+             WHERE audience_id = $1 AND is_synced AND hashes IS NOT NULL \
+             ORDER BY synced_at DESC LIMIT 1",
+            &[&audience_id],
+        )
+        .await?;
+    if let Some(h) = row.and_then(|r| HashedRow::from_bytes(&r.get::<_, Vec<u8>>(0))) {
+        dest.send(&[&h], true).await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Send whole batches, holding back at least one row for the last batch.
+    Full,
+    /// Send everything, none of it as the last batch (pausing).
+    Drain,
+    /// Send everything; the final batch closes a replace session.
+    Last,
 }
 
 /// Rows waiting to go out. Adds are held back until more than a batch is waiting, so the last
@@ -161,11 +260,13 @@ impl Outbox {
         db: &Client,
         dest: &mut D,
         c: &mut Counters,
-        last: bool,
+        mode: Flush,
+        run: &PassRun,
     ) -> Result<()> {
         // Old hashes go before new ones are added: Meta removes a person matched by any key,
         // so removing after adding could take out the re-added person.
-        while !self.removals.is_empty() {
+        let removal_threshold = if mode == Flush::Full { BATCH } else { 1 };
+        while self.removals.len() >= removal_threshold {
             let n = self.removals.len().min(BATCH);
             let batch: Vec<_> = self.removals.drain(..n).collect();
             if remove_batch(db, dest, &batch, c).await? == Removal::Deferred {
@@ -175,11 +276,13 @@ impl Outbox {
                 self.adds.retain(|(id, _, _)| !kept.contains(id));
             }
         }
-        while !self.adds.is_empty() && (last || self.adds.len() > BATCH) {
+        while !self.adds.is_empty() && (mode != Flush::Full || self.adds.len() > BATCH) {
             let n = self.adds.len().min(BATCH);
             let batch: Vec<_> = self.adds.drain(..n).collect();
-            let is_last = last && self.adds.is_empty();
+            let is_last = mode == Flush::Last && self.adds.is_empty();
             add_batch(db, dest, &batch, is_last, c).await?;
+            let sent_up_to = batch.last().map(|(id, _, _)| *id).unwrap_or(run.from);
+            save_checkpoint(db, run, sent_up_to, c, dest).await?;
         }
         Ok(())
     }
@@ -213,6 +316,7 @@ async fn add_batch<D: Destination>(
     // accepted) but are counted, so the log tells the truth.
     c.accepted += (ids.len() as u64).saturating_sub(accepted.unidentified);
     c.rejected_by_meta += rejected.ids.len() as u64 + accepted.unidentified;
+    c.rejected_quoted += rejected.ids.len() as u64;
     db.execute(
         "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.h, \
                 failure_reason = NULL, updated_at = now() \

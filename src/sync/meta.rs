@@ -21,14 +21,16 @@ pub struct MetaDestination<'a> {
     client: &'a MetaClient,
     audience_id: String,
     replace: Option<ReplaceSession>,
-    seed_of: Option<String>,
     stats: Stats,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct ReplaceSession {
     session_id: u64,
     next_seq: u32,
     estimated_total: u64,
+    #[serde(default)]
+    closed: bool,
 }
 
 #[derive(Default)]
@@ -52,10 +54,18 @@ impl<'a> MetaDestination<'a> {
                 session_id: rand::random_range(1..i64::MAX as u64),
                 next_seq: 1,
                 estimated_total,
+                closed: false,
             }),
-            seed_of: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Continues the replace session a checkpoint recorded (`checkpoint()`), if any.
+    pub fn resume(client: &'a MetaClient, audience_id: String, checkpoint: &Value) -> Self {
+        let mut d = MetaDestination::new(client, audience_id, None);
+        d.replace =
+            serde_json::from_value(checkpoint.get("replace").cloned().unwrap_or(Value::Null)).ok();
+        d
     }
 
     fn record(&mut self, r: &crate::meta::client::UsersResponse) {
@@ -111,6 +121,7 @@ impl Destination for MetaDestination<'_> {
                     estimated_num_total: Some(s.estimated_total),
                 };
                 s.next_seq += 1;
+                s.closed = last;
                 self.client
                     .replace_users(&self.audience_id, &payload, session)
                     .await?
@@ -166,6 +177,16 @@ impl Destination for MetaDestination<'_> {
         }
     }
 
+    fn checkpoint(&self) -> Value {
+        json!({ "replace": self.replace })
+    }
+
+    fn needs_closing(&self) -> bool {
+        self.replace
+            .as_ref()
+            .is_some_and(|r| r.next_seq > 1 && !r.closed)
+    }
+
     fn response(&self) -> Value {
         let s = &self.stats;
         let mut v = json!({
@@ -181,9 +202,6 @@ impl Destination for MetaDestination<'_> {
         }
         if !s.session_ids.is_empty() {
             v["session_ids"] = json!(s.session_ids);
-        }
-        if let Some(seed_of) = &self.seed_of {
-            v["seed_of_lookalike"] = json!(seed_of);
         }
         if s.removals_deferred {
             v["removals_deferred"] = json!(

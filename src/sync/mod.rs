@@ -21,7 +21,8 @@ use crate::audience::{self, Audience, AudienceType};
 use crate::error::{Error, Result};
 use crate::meta::MetaClient;
 use destination::{DatabaseOnly, Destination};
-use members::{Counters, Pass};
+use members::{Counters, Pass, PassEnd};
+use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,6 +76,9 @@ pub struct SyncResult {
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// It carried on a sync an earlier run had started.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 /// The claim on one audience: a session-level advisory lock on a connection kept out of the
@@ -133,6 +137,18 @@ pub async fn run(
     sync_type: SyncType,
     progress: &dyn Progress,
 ) -> Result<SyncResult> {
+    run_until(app, audience_id, sync_type, progress, None).await
+}
+
+/// [`run`], stopping at `deadline` with a checkpoint (status `in_progress`) when the sync is not
+/// done by then; the next run of the audience picks it up where it stopped.
+pub async fn run_until(
+    app: &App,
+    audience_id: Uuid,
+    sync_type: SyncType,
+    progress: &dyn Progress,
+    deadline: Option<Instant>,
+) -> Result<SyncResult> {
     let conn = app.pool.get().await?;
     let audience = audience::get(&**conn, audience_id).await?;
     let lock = AudienceLock::try_acquire(conn, audience_id)
@@ -142,27 +158,54 @@ pub async fn run(
                 "a sync of audience {audience_id} is already running; try again when it has finished"
             ))
         })?;
-    let result = run_locked(app, lock.client(), &audience, sync_type, progress).await;
+    let result = run_locked(app, lock.client(), audience, sync_type, progress, deadline).await;
     lock.release().await?;
     result
 }
 
+/// Meta closes a replace session 90 minutes after its first batch; past this, start afresh.
+const REPLACE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(80);
+
 async fn run_locked(
     app: &App,
     db: &Client,
-    audience: &Audience,
+    audience: Audience,
     sync_type: SyncType,
     progress: &dyn Progress,
+    deadline: Option<Instant>,
 ) -> Result<SyncResult> {
-    log::fail_abandoned(db, audience.id).await?;
-    let log_id = log::open(db, audience.id, sync_type).await?;
-    log::start(db, log_id, audience.id).await?;
+    let resumable = log::find_resumable(db, audience.id).await?.filter(|r| {
+        let replace = r.checkpoint["pass"] == "replace";
+        !replace || chrono::Utc::now() - r.started_at < REPLACE_WINDOW
+    });
+    log::fail_abandoned(db, audience.id, resumable.as_ref().map(|r| r.log_id)).await?;
+    let (log_id, sync_type, started, checkpoint) = match resumable {
+        Some(r) => {
+            log::resume(db, r.log_id, audience.id).await?;
+            let checkpoint = serde_json::from_value::<members::Checkpoint>(r.checkpoint).ok();
+            (r.log_id, r.sync_type, r.started_at, checkpoint)
+        }
+        None => {
+            let log_id = log::open(db, audience.id, sync_type).await?;
+            (
+                log_id,
+                sync_type,
+                log::start(db, log_id, audience.id).await?,
+                None,
+            )
+        }
+    };
+    let resumed = checkpoint.is_some();
     let mut run = Run {
         db,
-        audience: audience.clone(),
+        audience,
         sync_type,
-        started: chrono::Utc::now(),
+        log_id,
+        started,
+        deadline,
+        checkpoint,
         counters: Counters::default(),
+        end: PassEnd::Done,
         progress,
     };
     let (result, meta_response) = match app.meta.as_deref() {
@@ -172,36 +215,47 @@ async fn run_locked(
         }
         Some(client) => run.with_meta(client).await,
     };
+    let audience_id = run.audience.id;
     let c = &run.counters;
+    let (synced, failed) = log::member_counts(db, audience_id, started).await?;
+    // Meta counted some entries invalid without quoting them: accepted rows, yet not matched.
+    let unquoted = c.rejected_by_meta.saturating_sub(c.rejected_quoted);
     let outcome = log::Outcome {
-        synced_count: c.accepted as i32,
-        failed_count: c.failed() as i32,
+        synced_count: (synced as u64).saturating_sub(unquoted) as i32,
+        failed_count: (failed as u64 + unquoted) as i32,
         meta_response,
         details: c.to_json(),
     };
-    let (status, error_message) = match result {
-        Ok(()) => {
-            log::complete(db, log_id, audience.id, &outcome).await?;
-            tracing::info!(audience_id = %audience.id, sync_type = sync_type.as_str(),
+    let (status, error_message) = match (result, run.end) {
+        (Ok(()), PassEnd::Paused) => {
+            log::pause(db, log_id, &outcome).await?;
+            tracing::info!(%audience_id, sync_type = sync_type.as_str(),
+                synced = outcome.synced_count, "sync paused at its checkpoint; the next run resumes it");
+            ("in_progress", None)
+        }
+        (Ok(()), PassEnd::Done) => {
+            log::complete(db, log_id, audience_id, &outcome).await?;
+            tracing::info!(%audience_id, sync_type = sync_type.as_str(),
                 synced = outcome.synced_count, failed = outcome.failed_count,
-                removed = c.removed, "sync completed");
+                removed = c.removed, resumed, "sync completed");
             ("completed", None)
         }
-        Err(e) => {
+        (Err(e), _) => {
             let message = failure_message(&e);
-            tracing::warn!(audience_id = %audience.id, sync_type = sync_type.as_str(),
+            tracing::warn!(%audience_id, sync_type = sync_type.as_str(),
                 error = %e, "sync failed");
-            log::fail(db, log_id, audience.id, &message, &outcome).await?;
+            log::fail(db, log_id, audience_id, &message, &outcome).await?;
             ("failed", Some(message))
         }
     };
     Ok(SyncResult {
-        audience_id: audience.id,
+        audience_id,
         synced_count: outcome.synced_count,
         failed_count: outcome.failed_count,
         sync_log_id: log_id,
         status: status.into(),
         error_message,
+        resumed,
     })
 }
 
@@ -228,8 +282,13 @@ struct Run<'a> {
     db: &'a Client,
     audience: Audience,
     sync_type: SyncType,
+    log_id: Uuid,
     started: chrono::DateTime<chrono::Utc>,
+    deadline: Option<Instant>,
+    /// Where an earlier invocation of this sync stopped.
+    checkpoint: Option<members::Checkpoint>,
     counters: Counters,
+    end: PassEnd,
     progress: &'a dyn Progress,
 }
 
@@ -285,28 +344,44 @@ impl Run<'_> {
             // Built by Meta from pixel events: there are no members to send.
             return Ok(());
         }
-        self.reconcile().await?;
+        if self.checkpoint.is_none() {
+            self.reconcile().await?;
+        }
         self.push(dest).await
     }
 
     async fn push<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
         let (db, id, pass) = (self.db, self.audience.id, self.pass());
-        let c = &mut self.counters;
-        if pass != Pass::Replace {
-            members::remove_leavers(db, id, dest, false, c).await?;
-        }
+        let (from, counters) = match self.checkpoint.take() {
+            Some(cp) => (cp.cursor, cp.counters),
+            None => {
+                let mut c = Counters::default();
+                if pass != Pass::Replace {
+                    members::remove_leavers(db, id, dest, false, &mut c).await?;
+                }
+                (Uuid::nil(), c)
+            }
+        };
         self.progress
             .begin("members", members::count(db, id, pass).await?);
-        let pushed = members::push(db, id, pass, dest, self.progress).await?;
-        merge(c, &pushed);
-        if pass == Pass::Replace {
+        let run = members::PassRun {
+            pass,
+            from,
+            counters,
+            deadline: self.deadline,
+            log_id: self.log_id,
+        };
+        let (mut c, end) = members::push(db, id, run, dest, self.progress).await?;
+        self.end = end;
+        if end == PassEnd::Done && pass == Pass::Replace {
             if c.sent == 0 {
                 // A replace cannot carry zero rows: take out what the destination holds instead.
-                members::remove_leavers(db, id, dest, true, c).await?;
+                members::remove_leavers(db, id, dest, true, &mut c).await?;
             } else {
                 c.removed += members::settle_replace(db, id, self.started).await?;
             }
         }
+        self.counters = c;
         Ok(())
     }
 
@@ -325,27 +400,30 @@ impl Run<'_> {
 
     async fn meta_steps(&mut self, client: &MetaClient, response: &mut Value) -> Result<()> {
         if self.audience.audience_type != AudienceType::Engagement {
-            self.reconcile().await?;
-            let target = meta::member_target(self.db, client, &mut self.audience).await?;
-            let replace_total = (self.pass() == Pass::Replace)
-                .then_some(members::count(self.db, self.audience.id, Pass::Replace).await?);
-            let mut dest = meta::MetaDestination::new(client, target, replace_total);
+            let mut dest = match &self.checkpoint {
+                Some(cp) => {
+                    let target = meta::member_target(self.db, client, &mut self.audience).await?;
+                    meta::MetaDestination::resume(client, target, &cp.destination)
+                }
+                None => {
+                    self.reconcile().await?;
+                    let target = meta::member_target(self.db, client, &mut self.audience).await?;
+                    let replace_total = (self.pass() == Pass::Replace)
+                        .then_some(members::count(self.db, self.audience.id, Pass::Replace).await?);
+                    meta::MetaDestination::new(client, target, replace_total)
+                }
+            };
             let pushed = self.push(&mut dest).await;
             *response = dest.response();
             pushed?;
+        }
+        if self.end == PassEnd::Paused {
+            return Ok(());
         }
         meta::ensure_built_by_meta(self.db, client, &mut self.audience).await?;
         meta::refresh_metrics(self.db, client, &self.audience).await;
         Ok(())
     }
-}
-
-fn merge(into: &mut Counters, from: &Counters) {
-    let removed = into.removed;
-    let deferred = into.removal_deferred;
-    *into = from.clone();
-    into.removed += removed;
-    into.removal_deferred += deferred;
 }
 
 /// `POST /api/audiences/sync` without a body.
