@@ -48,3 +48,38 @@ pub async fn run_http(group: Group) -> Result<(), lambda_http::Error> {
     }))
     .await
 }
+
+/// The scheduled function: one scheduler pass per EventBridge event, within the invocation's
+/// remaining time. Returns the pass's summary.
+pub async fn scheduled_handler(
+    app: &App,
+    event: lambda_http::LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, lambda_http::Error> {
+    let left = event
+        .context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let summary = crate::scheduler::tick(app, &crate::scheduler::TickOptions::with_time_left(left))
+        .await
+        .map_err(|e| lambda_http::Error::from(e.to_string()))?;
+    Ok(serde_json::to_value(summary)?)
+}
+
+/// What the scheduled function's `main` calls.
+pub async fn run_scheduled() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cold start failed"))?;
+    let app = build_app(&config)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cold start failed"))
+        .map_err(|e| lambda_http::Error::from(e.to_string()))?;
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(
+        move |event: lambda_http::LambdaEvent<serde_json::Value>| {
+            let app = app.clone();
+            async move { scheduled_handler(&app, event).await }
+        },
+    ))
+    .await
+}

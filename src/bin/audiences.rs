@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use audience_sync::config::Config;
 use audience_sync::db::local::LocalPostgres;
+use audience_sync::scheduler::{self, TickOptions};
 use audience_sync::sync::{self, Progress, SyncType};
 use audience_sync::{db, lambda, server, telemetry};
 
@@ -35,6 +36,12 @@ enum Command {
     },
     /// Apply pending migrations to DATABASE_URL (or the local database).
     Migrate,
+    /// One scheduler pass (the scheduled Lambda's code): sync the due audiences, print a summary.
+    Tick {
+        /// Time this pass may take; a sync that does not fit pauses and resumes next time.
+        #[arg(long, default_value_t = 840)]
+        budget_seconds: u64,
+    },
     /// Run one sync of one audience, with a progress bar on a terminal.
     Sync {
         audience_id: Uuid,
@@ -95,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Migrate => Ok(serde_json::json!({ "migrations_applied": applied })),
         Command::Serve { port } => serve(&config, port, &url).await,
+        Command::Tick { budget_seconds } => tick(&config, budget_seconds).await,
         Command::Sync {
             audience_id,
             sync_type,
@@ -123,6 +131,12 @@ async fn serve(config: &Config, port: u16, url: &str) -> anyhow::Result<serde_js
     })
     .await?;
     Ok(serde_json::json!({ "stopped": format!("http://{addr}") }))
+}
+
+async fn tick(config: &Config, budget_seconds: u64) -> anyhow::Result<serde_json::Value> {
+    let app = lambda::build_app(config).await?;
+    let opts = TickOptions::with_time_left(std::time::Duration::from_secs(budget_seconds));
+    Ok(serde_json::to_value(scheduler::tick(&app, &opts).await?)?)
 }
 
 async fn sync_one(

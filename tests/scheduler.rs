@@ -1,0 +1,352 @@
+//! The scheduler pass: due audiences claimed once across concurrent passes, the scheduled
+//! Lambda's event, and syncs that pause or die half-way resuming at the next pass.
+
+mod support;
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audience_sync::meta::client::{MetaConfig, RetryPolicy, SecretToken};
+use audience_sync::scheduler::{tick, TickOptions};
+use audience_sync::sync::{run_until, NoProgress, SyncType};
+use serde_json::{json, Value};
+use support::fake_meta::{FakeMeta, Fault, FaultMatch, DEFAULT_FAKE_TOKEN};
+use support::{spawn_app, spawn_app_with, TestApp};
+use uuid::Uuid;
+
+fn opts(secs: u64) -> TickOptions {
+    TickOptions {
+        deadline: Instant::now() + Duration::from_secs(secs),
+        reserve: Duration::from_secs(1),
+        lease: Duration::from_secs(1),
+    }
+}
+
+async fn due_audiences(t: &TestApp, seg: Uuid, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let name = format!("due {}", Uuid::new_v4());
+        let a = t
+            .create_audience(json!({"name": name, "segment_id": seg, "auto_sync": true}))
+            .await;
+        ids.push(a["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+/// `audiences tick` as a process of its own, against the test's database.
+fn tick_process(t: &TestApp, extra_env: &[(&str, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_audiences"));
+    cmd.arg("tick")
+        .env("DATABASE_URL", &t.db_url)
+        .env("RUST_LOG", "warn")
+        .env_remove("META_ACCESS_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn last_json_line(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().last().unwrap_or_else(|| panic!("no output"));
+    serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"))
+}
+
+#[tokio::test]
+async fn two_tick_processes_at_once_sync_each_due_audience_exactly_once() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "due", 3_000).await;
+    let ids = due_audiences(&t, seg, 20).await;
+
+    let (a, b) = tokio::join!(
+        tick_process(&t, &[]).output(),
+        tick_process(&t, &[]).output()
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let (sa, sb) = (last_json_line(&a.stdout), last_json_line(&b.stdout));
+    let completed = sa["completed"].as_u64().unwrap() + sb["completed"].as_u64().unwrap();
+    assert_eq!(completed, 20, "{sa} {sb}");
+    assert_eq!(
+        sa["failed"].as_u64().unwrap() + sb["failed"].as_u64().unwrap(),
+        0
+    );
+
+    for id in &ids {
+        let aid = Uuid::parse_str(id).unwrap();
+        let logs: Vec<String> =
+            t.db.query(
+                "SELECT status FROM audience_sync_log WHERE audience_id = $1",
+                &[&aid],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(logs, ["completed"], "audience {id} synced exactly once");
+    }
+    // Nothing is due any more.
+    let again = tick_process(&t, &[]).output().await.unwrap();
+    assert_eq!(last_json_line(&again.stdout)["claimed"], 0);
+}
+
+#[tokio::test]
+async fn only_due_audiences_are_claimed() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "x", 2).await;
+    let due = due_audiences(&t, seg, 1).await;
+    t.create_audience(json!({"name": "manual", "segment_id": seg}))
+        .await;
+    t.create_audience(
+        json!({"name": "inactive", "segment_id": seg, "auto_sync": true, "is_active": false}),
+    )
+    .await;
+    let recent = due_audiences(&t, seg, 1).await;
+    t.sync(&recent[0], "full").await;
+    let stale = t
+        .create_audience(json!({"name": "stale", "segment_id": seg, "auto_sync": true, "sync_interval_hours": 2}))
+        .await;
+    let stale_id = stale["id"].as_str().unwrap();
+    t.sync(stale_id, "full").await;
+    t.db.execute(
+        "UPDATE custom_audience SET last_synced_at = now() - interval '3 hours' WHERE id = $1",
+        &[&Uuid::parse_str(stale_id).unwrap()],
+    )
+    .await
+    .unwrap();
+
+    let summary = tick(&t.app, &opts(30)).await.unwrap();
+    assert_eq!(summary.claimed, 2, "{summary:?}");
+    let synced: Vec<&str> = summary
+        .results
+        .iter()
+        .map(|r| r["audience_id"].as_str().unwrap())
+        .collect();
+    assert!(synced.contains(&due[0].as_str()) && synced.contains(&stale_id));
+    let types: Vec<String> =
+        t.db.query(
+            "SELECT sync_type FROM audience_sync_log WHERE audience_id = $1 ORDER BY created_at",
+            &[&Uuid::parse_str(stale_id).unwrap()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        types,
+        ["full", "incremental"],
+        "incremental once synced before"
+    );
+}
+
+#[tokio::test]
+async fn the_scheduled_lambda_runs_a_pass_from_its_eventbridge_event() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "ev", 5).await;
+    due_audiences(&t, seg, 3).await;
+    let path = format!("{}/events/scheduled-sync.json", env!("CARGO_MANIFEST_DIR"));
+    let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut ctx = lambda_http::Context::default();
+    let deadline = std::time::SystemTime::now() + Duration::from_secs(120);
+    ctx.deadline = deadline
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let summary =
+        audience_sync::lambda::scheduled_handler(&t.app, lambda_http::LambdaEvent::new(event, ctx))
+            .await
+            .unwrap();
+    assert_eq!(summary["claimed"], 3, "{summary}");
+    assert_eq!(summary["completed"], 3);
+    assert!(summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["synced_count"] == 5));
+}
+
+fn meta_config(fake: &FakeMeta) -> MetaConfig {
+    MetaConfig {
+        graph_url: fake.url(),
+        access_token: SecretToken::new(DEFAULT_FAKE_TOKEN),
+        app_secret: None,
+        ad_account_id: Some("act_77".into()),
+        timeout: Duration::from_secs(20),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        },
+    }
+}
+
+async fn replace_batches(fake: &FakeMeta) -> Vec<(u64, u64, bool, usize)> {
+    fake.calls()
+        .iter()
+        .filter(|c| c.path.ends_with("/usersreplace") && c.status == 200)
+        .map(|c| {
+            let s = c.session.unwrap();
+            (s.session_id, s.batch_seq, s.last_batch_flag, c.rows)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session() {
+    let fake = FakeMeta::start().await;
+    let t = spawn_app_with(Some(meta_config(&fake))).await;
+    let seg = t.segment("Big").await;
+    t.people_in_segment(seg, "p", 25_000).await;
+    let id = Uuid::parse_str(&due_audiences(&t, seg, 1).await[0]).unwrap();
+    // The first batch is slow, so the deadline passes during it.
+    fake.inject(Fault::delay(
+        FaultMatch::route("POST", "/usersreplace"),
+        1,
+        Duration::from_secs(8),
+    ));
+    let first = run_until(
+        &t.app,
+        id,
+        SyncType::Full,
+        &NoProgress,
+        Some(Instant::now() + Duration::from_secs(4)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status, "in_progress", "{first:?}");
+    let checkpoint: Option<Value> =
+        t.db.query_one(
+            "SELECT checkpoint FROM audience_sync_log WHERE id = $1",
+            &[&first.sync_log_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(checkpoint.unwrap()["pass"], "replace");
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    let meta = a["meta_audience_id"].as_str().unwrap().to_string();
+    assert!(fake.replace_in_progress(&meta), "{:?}", fake.calls());
+    assert_eq!(
+        fake.member_count(&meta),
+        0,
+        "a replace shows only once complete"
+    );
+
+    let summary = tick(&t.app, &opts(60)).await.unwrap();
+    assert_eq!((summary.resumed, summary.completed), (1, 1), "{summary:?}");
+    assert_eq!(fake.member_count(&meta), 25_000);
+    let batches = replace_batches(&fake).await;
+    assert_eq!(
+        batches.iter().map(|b| b.1).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{batches:?}"
+    );
+    assert!(
+        batches.iter().all(|b| b.0 == batches[0].0),
+        "one session across both passes"
+    );
+    assert_eq!(
+        batches.iter().map(|b| b.2).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    let log = t
+        .db
+        .query_one(
+            "SELECT status, synced_count, resumed_count, checkpoint IS NULL FROM audience_sync_log WHERE audience_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.get::<_, String>(0), "completed");
+    assert_eq!(
+        log.get::<_, i32>(1),
+        25_000,
+        "counted once across the pause"
+    );
+    assert_eq!(log.get::<_, i32>(2), 1);
+    assert!(log.get::<_, bool>(3), "checkpoint cleared");
+}
+
+#[tokio::test]
+async fn a_tick_process_killed_mid_sync_is_resumed_by_the_next_pass() {
+    let fake = FakeMeta::start().await;
+    let t = spawn_app_with(Some(meta_config(&fake))).await;
+    let seg = t.segment("Big").await;
+    t.people_in_segment(seg, "k", 25_000).await;
+    let id = Uuid::parse_str(&due_audiences(&t, seg, 1).await[0]).unwrap();
+    // The second batch hangs: the process is killed while it waits.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    fake.inject(Fault::delay(
+        FaultMatch::when(move |m, p| {
+            m == "POST"
+                && p.ends_with("/usersreplace")
+                && counter.fetch_add(1, Ordering::SeqCst) == 1
+        }),
+        1,
+        Duration::from_secs(30),
+    ));
+    let env = [
+        ("META_ACCESS_TOKEN", DEFAULT_FAKE_TOKEN.to_string()),
+        ("META_GRAPH_URL", fake.url()),
+        ("META_AD_ACCOUNT_ID", "77".to_string()),
+        ("SYNC_LEASE_SECONDS", "1".to_string()),
+    ];
+    let mut child = tick_process(&t, &env).spawn().unwrap();
+    let started = Instant::now();
+    while seen.load(Ordering::SeqCst) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second batch never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().await.unwrap();
+    let _ = child.wait().await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await; // the claim's lease runs out
+
+    let summary = tick(&t.app, &opts(60)).await.unwrap();
+    assert_eq!((summary.resumed, summary.completed), (1, 1), "{summary:?}");
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    let meta = a["meta_audience_id"].as_str().unwrap();
+    assert_eq!(fake.member_count(meta), 25_000);
+    let got: std::collections::HashSet<String> = fake
+        .members(meta)
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(got.len(), 25_000);
+    let batches = replace_batches(&fake).await;
+    assert!(
+        batches.iter().all(|b| b.0 == batches[0].0),
+        "the same session: {batches:?}"
+    );
+    assert!(batches.last().unwrap().2, "the session was closed");
+    let statuses: Vec<String> =
+        t.db.query(
+            "SELECT status FROM audience_sync_log WHERE audience_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["completed"],
+        "one sync, resumed, not a second one"
+    );
+}
