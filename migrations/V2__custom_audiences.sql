@@ -58,10 +58,12 @@ CREATE TABLE audience_member_sync (
     -- added: the member left the segment (or opted out, or was erased) and its hashes must still
     -- be removed from Meta
     removal_pending BOOLEAN NOT NULL DEFAULT false,
+    -- Also the keyset index the sync pages an audience's members by.
     UNIQUE (audience_id, person_id)
 );
--- Keyset pagination of one audience's members, in batches, in id order.
-CREATE INDEX idx_audience_member_sync_audience_id_id ON audience_member_sync (audience_id, id);
+-- Members still to be removed from Meta, paged in id order (they may have no person any more).
+CREATE INDEX idx_audience_member_sync_removal_pending ON audience_member_sync (audience_id, id)
+    WHERE removal_pending;
 CREATE INDEX idx_audience_member_sync_person_id ON audience_member_sync (person_id);
 
 CREATE TABLE audience_sync_log (

@@ -25,6 +25,9 @@ $$;
 -- joiners are inserted unsynced; leavers never accepted anywhere are deleted; leavers whose
 -- hashes were accepted are flagged removal_pending, so the sync can remove exactly those hashes
 -- from Meta before the row goes. A leaver who comes back before that is simply unflagged.
+-- One full join of the eligible set with the current members finds the difference (a hash or
+-- merge join: its cost follows the audience's size once, not squared); the writes then touch
+-- only the difference, so their cost follows churn.
 -- Returns the audience's synced and failed member counts after reconciliation.
 CREATE FUNCTION sync_audience_members(p_audience_id UUID, p_sync_type TEXT DEFAULT 'incremental')
 RETURNS TABLE (synced_count INT, failed_count INT)
@@ -39,31 +42,33 @@ BEGIN
         RAISE EXCEPTION 'audience % does not exist', p_audience_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    CREATE TEMP TABLE IF NOT EXISTS pg_temp.eligible (person_id UUID PRIMARY KEY) ON COMMIT DROP;
-    TRUNCATE pg_temp.eligible;
-    INSERT INTO pg_temp.eligible SELECT e.person_id FROM audience_eligible_persons(p_audience_id) e;
-    ANALYZE pg_temp.eligible;
+    DROP TABLE IF EXISTS pg_temp.audience_member_diff;
+    CREATE TEMP TABLE audience_member_diff ON COMMIT DROP AS
+    SELECT e.person_id, m.id AS member_id, m.removal_pending, m.sent
+    FROM audience_eligible_persons(p_audience_id) e
+    FULL JOIN (SELECT a.id, a.person_id, a.removal_pending, a.hashes IS NOT NULL AS sent
+               FROM audience_member_sync a WHERE a.audience_id = p_audience_id) m
+           ON m.person_id = e.person_id
+    WHERE m.id IS NULL
+       OR (e.person_id IS NULL AND NOT m.removal_pending)
+       OR (e.person_id IS NOT NULL AND m.removal_pending);
+    ANALYZE pg_temp.audience_member_diff;
 
+    -- Only this sync (which holds the audience's lock) writes its members: no conflicts here.
     INSERT INTO audience_member_sync (audience_id, person_id)
-    SELECT p_audience_id, e.person_id
-    FROM pg_temp.eligible e
-    WHERE NOT EXISTS (SELECT 1 FROM audience_member_sync a
-                      WHERE a.audience_id = p_audience_id AND a.person_id = e.person_id)
-    ON CONFLICT (audience_id, person_id) DO NOTHING;
+    SELECT p_audience_id, d.person_id FROM pg_temp.audience_member_diff d
+    WHERE d.member_id IS NULL;
 
-    UPDATE audience_member_sync a
-    SET removal_pending = false, updated_at = now()
-    FROM pg_temp.eligible e
-    WHERE a.audience_id = p_audience_id AND a.removal_pending AND a.person_id = e.person_id;
+    UPDATE audience_member_sync a SET removal_pending = false, updated_at = now()
+    FROM pg_temp.audience_member_diff d
+    WHERE a.id = d.member_id AND d.person_id IS NOT NULL AND d.removal_pending;
 
-    DELETE FROM audience_member_sync a
-    WHERE a.audience_id = p_audience_id AND a.hashes IS NULL
-      AND NOT EXISTS (SELECT 1 FROM pg_temp.eligible e WHERE e.person_id = a.person_id);
+    DELETE FROM audience_member_sync a USING pg_temp.audience_member_diff d
+    WHERE a.id = d.member_id AND d.person_id IS NULL AND NOT d.sent;
 
-    UPDATE audience_member_sync a
-    SET removal_pending = true, is_synced = false, updated_at = now()
-    WHERE a.audience_id = p_audience_id AND NOT a.removal_pending
-      AND NOT EXISTS (SELECT 1 FROM pg_temp.eligible e WHERE e.person_id = a.person_id);
+    UPDATE audience_member_sync a SET removal_pending = true, is_synced = false, updated_at = now()
+    FROM pg_temp.audience_member_diff d
+    WHERE a.id = d.member_id AND d.person_id IS NULL AND d.sent;
 
     RETURN QUERY
     SELECT (count(*) FILTER (WHERE m.is_synced))::INT,
@@ -71,7 +76,9 @@ BEGIN
     FROM audience_member_sync m
     WHERE m.audience_id = p_audience_id AND NOT m.removal_pending;
 END
-$$;
+$$
+-- The full join and the writes of a first sync handle the whole audience: room for hashing.
+SET work_mem = '128MB';
 
 -- Hashed member rows as Meta receives them (synced members only). No raw PII leaves here.
 CREATE FUNCTION get_audience_members_for_export(p_audience_id UUID)

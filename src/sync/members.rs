@@ -53,12 +53,19 @@ impl Counters {
     }
 }
 
+/// One page of members with their contact data. The page is picked by the keyset index first;
+/// each member's person row is then fetched by primary key (LATERAL), so the cost of a page
+/// never depends on how many people the database holds.
 const PAGE_SQL: &str = "\
     SELECT m.id, m.hashes, m.is_synced, p.email, p.phone, p.first_name, p.last_name, p.city, \
-           p.state, p.zip, p.country, p.date_of_birth, p.gender \
-    FROM audience_member_sync m JOIN person p ON p.id = m.person_id \
-    WHERE m.audience_id = $1 AND m.id > $2 AND NOT m.removal_pending AND ($3 OR NOT m.is_synced) \
-    ORDER BY m.id LIMIT $4";
+           p.state, p.zip, p.country, p.date_of_birth, p.gender, m.person_id \
+    FROM (SELECT id, person_id, hashes, is_synced FROM audience_member_sync \
+          WHERE audience_id = $1 AND person_id > $2 AND NOT removal_pending \
+            AND ($3 OR NOT is_synced) \
+          ORDER BY person_id LIMIT $4) m \
+    CROSS JOIN LATERAL (SELECT email, phone, first_name, last_name, city, state, zip, country, \
+                               date_of_birth, gender FROM person WHERE id = m.person_id) p \
+    ORDER BY m.person_id";
 
 fn person_fields(r: &Row) -> PersonFields<'_> {
     PersonFields {
@@ -93,7 +100,7 @@ pub async fn count(db: &Client, audience_id: Uuid, pass: Pass) -> Result<u64> {
 /// how far it got.
 pub struct PassRun {
     pub pass: Pass,
-    /// Members with ids up to here were handled by an earlier invocation.
+    /// Members whose person ids sort up to here were handled by an earlier invocation.
     pub from: Uuid,
     pub counters: Counters,
     /// Stop (checkpointed) before reading another page after this instant.
@@ -175,7 +182,7 @@ pub async fn push<D: Destination>(
             .query(PAGE_SQL, &[&audience_id, &cursor, &all, &(BATCH as i64)])
             .await?;
         let Some(last) = rows.last() else { break };
-        cursor = last.get(0);
+        cursor = last.get(13);
         let mut failed = Failures::default();
         for r in &rows {
             c.examined += 1;
@@ -206,7 +213,12 @@ pub async fn push<D: Destination>(
                 }
                 _ => {}
             }
-            outbox.adds.push((id, hashed, new));
+            outbox.adds.push(Pending {
+                id,
+                key: r.get(13),
+                row: hashed,
+                bytes: new,
+            });
         }
         failed.write(db).await?;
         outbox.flush(db, dest, &mut c, Flush::Full, &run).await?;
@@ -248,9 +260,17 @@ enum Flush {
 
 /// Rows waiting to go out. Adds are held back until more than a batch is waiting, so the last
 /// batch of a replace session is known to be the last and is never empty.
+/// A member on its way out: its row id, its keyset position (person id), its hashes.
+struct Pending {
+    id: Uuid,
+    key: Uuid,
+    row: HashedRow,
+    bytes: Vec<u8>,
+}
+
 #[derive(Default)]
 struct Outbox {
-    adds: Vec<(Uuid, HashedRow, Vec<u8>)>,
+    adds: Vec<Pending>,
     removals: Vec<(Uuid, Vec<u8>)>,
 }
 
@@ -273,7 +293,7 @@ impl Outbox {
                 // Their old hashes stay stored (and in Meta) until a later sync removes them;
                 // adding the new ones now would lose track of the old.
                 let kept: HashSet<Uuid> = batch.iter().map(|(id, _)| *id).collect();
-                self.adds.retain(|(id, _, _)| !kept.contains(id));
+                self.adds.retain(|p| !kept.contains(&p.id));
             }
         }
         while !self.adds.is_empty() && (mode != Flush::Full || self.adds.len() > BATCH) {
@@ -281,7 +301,7 @@ impl Outbox {
             let batch: Vec<_> = self.adds.drain(..n).collect();
             let is_last = mode == Flush::Last && self.adds.is_empty();
             add_batch(db, dest, &batch, is_last, c).await?;
-            let sent_up_to = batch.last().map(|(id, _, _)| *id).unwrap_or(run.from);
+            let sent_up_to = batch.last().map_or(run.from, |p| p.key);
             save_checkpoint(db, run, sent_up_to, c, dest).await?;
         }
         Ok(())
@@ -291,25 +311,25 @@ impl Outbox {
 async fn add_batch<D: Destination>(
     db: &Client,
     dest: &mut D,
-    batch: &[(Uuid, HashedRow, Vec<u8>)],
+    batch: &[Pending],
     last: bool,
     c: &mut Counters,
 ) -> Result<()> {
-    let rows: Vec<&HashedRow> = batch.iter().map(|(_, h, _)| h).collect();
+    let rows: Vec<&HashedRow> = batch.iter().map(|p| &p.row).collect();
     c.sent += batch.len() as u64;
     let accepted = dest.send(&rows, last).await?;
     let mut ids = Vec::with_capacity(batch.len());
     let mut hashes = Vec::with_capacity(batch.len());
     let mut rejected = Failures::default();
-    for (i, (id, _, bytes)) in batch.iter().enumerate() {
+    for (i, p) in batch.iter().enumerate() {
         if accepted.invalid.contains(&i) {
             rejected.push(
-                *id,
+                p.id,
                 "Meta rejected this member's identifiers as invalid".into(),
             );
         } else {
-            ids.push(*id);
-            hashes.push(bytes.as_slice());
+            ids.push(p.id);
+            hashes.push(p.bytes.as_slice());
         }
     }
     // Members Meta counted as invalid without quoting them stay marked synced (the batch was
@@ -317,7 +337,8 @@ async fn add_batch<D: Destination>(
     c.accepted += (ids.len() as u64).saturating_sub(accepted.unidentified);
     c.rejected_by_meta += rejected.ids.len() as u64 + accepted.unidentified;
     c.rejected_quoted += rejected.ids.len() as u64;
-    db.execute(
+    by_id(
+        db,
         "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.h, \
                 failure_reason = NULL, updated_at = now() \
          FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, h) WHERE m.id = u.id",
@@ -426,6 +447,28 @@ pub async fn settle_replace(
     Ok(removed)
 }
 
+/// Runs a batch write joined to a page of ids as index lookups. With the statistics of a
+/// table that a sync has just filled, the planner would rather hash the whole table for every
+/// batch, which makes a sync quadratic in the audience's size.
+async fn by_id(
+    db: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64> {
+    db.batch_execute("BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        .await?;
+    match db.execute(sql, params).await {
+        Ok(n) => {
+            db.batch_execute("COMMIT").await?;
+            Ok(n)
+        }
+        Err(e) => {
+            db.batch_execute("ROLLBACK").await?;
+            Err(e.into())
+        }
+    }
+}
+
 /// Members that cannot be sent, and why: written a page at a time.
 #[derive(Default)]
 struct Failures {
@@ -443,7 +486,8 @@ impl Failures {
         if self.ids.is_empty() {
             return Ok(());
         }
-        db.execute(
+        by_id(
+            db,
             "UPDATE audience_member_sync m SET is_synced = false, failure_reason = u.r, \
                     updated_at = now() \
              FROM UNNEST($1::uuid[], $2::text[]) AS u(id, r) WHERE m.id = u.id",

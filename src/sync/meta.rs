@@ -242,7 +242,7 @@ pub async fn member_target(
     store_meta_id(db, audience.id, column, &id).await?;
     db.execute(
         "UPDATE audience_member_sync SET is_synced = false, hashes = NULL, synced_at = NULL, \
-         updated_at = now() WHERE audience_id = $1",
+         updated_at = now() WHERE audience_id = $1 AND (is_synced OR hashes IS NOT NULL)",
         &[&audience.id],
     )
     .await?;

@@ -1,0 +1,219 @@
+//! End-to-end sync bench: a segment of BENCH_MEMBERS people (default 1,000,000) synced into an
+//! audience against a real PostgreSQL (DATABASE_URL, or a throwaway local server), first with
+//! Meta not configured, then against the fake Graph API on loopback; then a 1% churn sync.
+//! Prints times, rates and the process's peak memory. `cargo bench --bench sync`.
+
+#[path = "../tests/support/fake_meta.rs"]
+mod fake_meta;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audience_sync::db::local::LocalPostgres;
+use audience_sync::meta::client::{MetaClient, MetaConfig, RetryPolicy, SecretToken};
+use audience_sync::sync::{self, NoProgress, SyncType};
+use audience_sync::{audience, db, App};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn current_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn new_audience(app: &App, name: &str, segment: Uuid) -> Uuid {
+    let db = app.pool.get().await.unwrap();
+    let input: audience::NewAudience = serde_json::from_value(serde_json::json!({
+        "name": name, "segment_id": segment,
+    }))
+    .unwrap();
+    audience::create(&**db, input).await.unwrap().id
+}
+
+async fn timed_sync(app: &App, id: Uuid, t: SyncType, label: &str, members: u64) -> Duration {
+    let before = current_rss_mib();
+    let started = Instant::now();
+    let r = sync::run(app, id, t, &NoProgress).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status, "completed", "{r:?}");
+    println!(
+        "{label:<44} {:>8.2} s  {:>10.0} members/s  synced {:>8}  failed {:>5}  rss before {:>6.1} MiB, peak so far {:>6.1} MiB",
+        took.as_secs_f64(),
+        members as f64 / took.as_secs_f64(),
+        r.synced_count,
+        r.failed_count,
+        before,
+        peak_rss_mib()
+    );
+    took
+}
+
+#[tokio::main]
+async fn main() {
+    let n: i32 = std::env::var("BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let (_server, admin) = match std::env::var("DATABASE_URL") {
+        Ok(url) => (None, url),
+        Err(_) => {
+            let pg = LocalPostgres::start_ephemeral().expect("local PostgreSQL");
+            let url = pg.url("postgres");
+            (Some(pg), url)
+        }
+    };
+    let name = format!("bench_{}", Uuid::new_v4().simple());
+    db::ensure_database(&admin, &name).await.unwrap();
+    let url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => admin.clone(),
+    };
+    db::migrate(&url).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+
+    let started = Instant::now();
+    let segment: Uuid = client
+        .query_one(
+            "INSERT INTO segment (name) VALUES ('bench') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // Realistic, messy contact data: mixed case, spaces, national phone formats.
+    client
+        .execute(
+            "INSERT INTO person (email, phone, first_name, last_name, city, state, zip, country, date_of_birth, gender) \
+             SELECT ' User' || i || '@Example.com ', '(650) 555-' || lpad((i % 10000)::text, 4, '0'), \
+                    'First' || (i % 997), 'Last-' || (i % 991), 'San Francisco', 'California', \
+                    '94105-' || lpad((i % 10000)::text, 4, '0'), ' us ', \
+                    date '1950-01-01' + (i % 20000), CASE WHEN i % 2 = 0 THEN 'F' ELSE 'male' END \
+             FROM generate_series(1, $1) i",
+            &[&n],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO segment_member (segment_id, person_id) SELECT $1, id FROM person",
+            &[&segment],
+        )
+        .await
+        .unwrap();
+    client.batch_execute("VACUUM ANALYZE").await.unwrap();
+    println!(
+        "setup: {n} people in a segment in {:.1} s (not part of any sync)",
+        started.elapsed().as_secs_f64()
+    );
+    let members = n as u64;
+    let churn = (n / 100).max(1);
+
+    // Meta not configured: the database side alone.
+    let pool = db::pool(&url, 4).unwrap();
+    let app = App {
+        pool: pool.clone(),
+        meta: None,
+    };
+    let a = new_audience(&app, "bench db-only", segment).await;
+    timed_sync(&app, a, SyncType::Full, "full sync, database only", members).await;
+    timed_sync(
+        &app,
+        a,
+        SyncType::Incremental,
+        "incremental, no change, database only",
+        members,
+    )
+    .await;
+
+    // Against the fake Graph API (which holds every row in this same process: its memory
+    // counts in the peak below).
+    let fake = fake_meta::FakeMeta::start().await;
+    let config = MetaConfig {
+        graph_url: fake.url(),
+        access_token: SecretToken::new(fake_meta::DEFAULT_FAKE_TOKEN),
+        app_secret: None,
+        ad_account_id: Some("1".into()),
+        timeout: Duration::from_secs(120),
+        retry: RetryPolicy::default(),
+    };
+    let app = App {
+        pool,
+        meta: Some(Arc::new(MetaClient::new(config).unwrap())),
+    };
+    let b = new_audience(&app, "bench meta", segment).await;
+    timed_sync(
+        &app,
+        b,
+        SyncType::Full,
+        "full sync to Meta (fake, loopback)",
+        members,
+    )
+    .await;
+
+    // 1% churn: 1% leave, 1% join.
+    client
+        .execute(
+            "DELETE FROM segment_member WHERE person_id IN \
+             (SELECT person_id FROM segment_member WHERE segment_id = $1 LIMIT $2)",
+            &[&segment, &(churn as i64)],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "WITH p AS (INSERT INTO person (email, country) \
+                        SELECT 'joiner' || i || '@example.com', 'US' FROM generate_series(1, $2) i RETURNING id) \
+             INSERT INTO segment_member (segment_id, person_id) SELECT $1, id FROM p",
+            &[&segment, &churn],
+        )
+        .await
+        .unwrap();
+    timed_sync(
+        &app,
+        b,
+        SyncType::Incremental,
+        "incremental, 1% churn, to Meta",
+        members,
+    )
+    .await;
+    timed_sync(
+        &app,
+        b,
+        SyncType::Update,
+        "update (re-hash all, none changed), Meta",
+        members,
+    )
+    .await;
+    println!(
+        "fake Meta holds {} members",
+        fake.member_count(&{
+            let db = app.pool.get().await.unwrap();
+            audience::get(&**db, b)
+                .await
+                .unwrap()
+                .meta_audience_id
+                .unwrap()
+        })
+    );
+}
