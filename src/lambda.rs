@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use lambda_http::{service_fn, Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::config::Config;
@@ -12,12 +14,32 @@ use crate::db::{CaSource, PoolOptions};
 use crate::http::{handle, Group};
 use crate::meta::client::MetaClient;
 
-/// Turns a Lambda request into the router's request and back.
+/// Turns a Lambda request into the router's request and back. Every log line of the request
+/// carries its `request_id` (the Lambda invocation's, else API Gateway's).
 pub async fn handle_request(app: &App, group: Group, req: Request) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let bytes = Bytes::copy_from_slice(body.as_ref());
-    let response = handle(app, group, http::Request::from_parts(parts, bytes)).await;
-    response.map(Body::Text)
+    let span = tracing::info_span!("request", request_id = %request_id(&req));
+    async move {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::copy_from_slice(body.as_ref());
+        let response = handle(app, group, http::Request::from_parts(parts, bytes)).await;
+        response.map(Body::Text)
+    }
+    .instrument(span)
+    .await
+}
+
+/// The id that Lambda's own log lines (START, END, REPORT) carry; API Gateway's request id when
+/// the request did not come through the runtime (tests).
+pub fn request_id(req: &Request) -> String {
+    if let Some(ctx) = req.lambda_context_ref() {
+        if !ctx.request_id.is_empty() {
+            return ctx.request_id.clone();
+        }
+    }
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
 }
 
 /// The shared state from a resolved configuration: pool and Meta client, built once.
