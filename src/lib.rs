@@ -11,6 +11,7 @@ pub mod http;
 pub mod lambda;
 pub mod meta;
 pub mod scheduler;
+pub mod secrets;
 pub mod server;
 pub mod sync;
 pub mod telemetry;

@@ -96,7 +96,7 @@ async fn release(db: &Client, id: Uuid) -> Result<()> {
 
 /// One pass: `full` the first time, `incremental` after; a paused sync resumes as it was.
 pub async fn tick(app: &App, opts: &TickOptions) -> Result<TickSummary> {
-    let db = app.pool.get().await?;
+    let db = crate::db::get(&app.pool).await?;
     let mut summary = TickSummary::default();
     while Instant::now() + opts.reserve < opts.deadline {
         let Some((id, never_synced)) = claim_next(&db, opts.lease).await? else {

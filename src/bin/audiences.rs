@@ -82,7 +82,8 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = Config::from_env()?;
+    // DB_SECRET_ARN / META_TOKEN_SECRET_ARN work here too (e.g. `migrate` against RDS).
+    let mut config = Config::resolve_from_env().await?;
     // Without DATABASE_URL, the project's own local server (shared with a running `serve`).
     let local = match &config.database_url {
         Some(_) => None,

@@ -40,6 +40,40 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> LocalPgError 
     move |source| LocalPgError::Io { context, source }
 }
 
+/// Extra settings and files for [`LocalPostgres::start_ephemeral_with`] (tests: a server with
+/// TLS on).
+#[derive(Clone, Default)]
+pub struct LocalOptions {
+    /// Server settings, each passed as `-c name=value`.
+    pub settings: Vec<(String, String)>,
+    /// Files written into the data directory before the server starts, owned by the server's
+    /// user with mode 0600 (e.g. `server.crt`, `server.key`); settings name them relative to
+    /// the data directory.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for LocalOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.files.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("LocalOptions")
+            .field("settings", &self.settings)
+            .field("files", &names)
+            .finish()
+    }
+}
+
+impl LocalOptions {
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.to_string(), contents.into()));
+        self
+    }
+}
+
 /// A running server. Stopped (and, when ephemeral, its files removed) on `stop` or drop.
 pub struct LocalPostgres {
     child: Option<Child>,
@@ -51,13 +85,18 @@ pub struct LocalPostgres {
 impl LocalPostgres {
     /// A server in a fresh temporary directory, tuned for tests (no fsync), removed on stop.
     pub fn start_ephemeral() -> Result<Self, LocalPgError> {
+        Self::start_ephemeral_with(&LocalOptions::default())
+    }
+
+    /// As [`LocalPostgres::start_ephemeral`], with extra settings and files.
+    pub fn start_ephemeral_with(options: &LocalOptions) -> Result<Self, LocalPgError> {
         remove_stale_ephemeral_dirs();
         let dir = std::env::temp_dir().join(format!(
             "{EPHEMERAL_PREFIX}{}-{}",
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
-        Self::start(&dir, true)
+        Self::start(&dir, true, options)
     }
 
     /// A server whose data lives in `data_dir` (initialised on first use) and survives restarts.
@@ -72,10 +111,14 @@ impl LocalPostgres {
                 ephemeral: false,
             });
         }
-        Self::start(&data_dir, false)
+        Self::start(&data_dir, false, &LocalOptions::default())
     }
 
-    fn start(data_dir: &Path, ephemeral: bool) -> Result<Self, LocalPgError> {
+    fn start(
+        data_dir: &Path,
+        ephemeral: bool,
+        options: &LocalOptions,
+    ) -> Result<Self, LocalPgError> {
         let bin = find_bin_dir().ok_or(LocalPgError::NoBinaries)?;
         let owner = if unsafe { libc::geteuid() } == 0 {
             Some(unprivileged_user()?)
@@ -86,8 +129,11 @@ impl LocalPostgres {
         if !data_dir.join("PG_VERSION").exists() {
             init_cluster(&bin, &data_dir, owner, ephemeral)?;
         }
+        for (name, contents) in &options.files {
+            write_owned_file(&data_dir.join(name), contents, owner)?;
+        }
         let port = free_port()?;
-        let child = spawn_server(&bin, &data_dir, port, owner, ephemeral)?;
+        let child = spawn_server(&bin, &data_dir, port, owner, ephemeral, &options.settings)?;
         let mut server = LocalPostgres {
             child: Some(child),
             data_dir,
@@ -262,6 +308,21 @@ fn make_owned_dir(dir: &Path, owner: Option<(u32, u32)>) -> Result<(), LocalPgEr
     Ok(())
 }
 
+fn write_owned_file(
+    path: &Path,
+    contents: &[u8],
+    owner: Option<(u32, u32)>,
+) -> Result<(), LocalPgError> {
+    fs::write(path, contents).map_err(io_err(format!("write {}", path.display())))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(io_err(format!("chmod {}", path.display())))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(io_err(format!("chown {}", path.display())))?;
+    }
+    Ok(())
+}
+
 fn as_owner(cmd: &mut Command, owner: Option<(u32, u32)>) {
     if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid).env("HOME", "/tmp");
@@ -315,6 +376,7 @@ fn spawn_server(
     port: u16,
     owner: Option<(u32, u32)>,
     ephemeral: bool,
+    settings: &[(String, String)],
 ) -> Result<Child, LocalPgError> {
     let log = fs::File::create(log_path(data_dir)).map_err(io_err("server log"))?;
     let log_err = log.try_clone().map_err(io_err("server log"))?;
@@ -345,6 +407,9 @@ fn spawn_server(
             "-c",
             "full_page_writes=off",
         ]);
+    }
+    for (name, value) in settings {
+        cmd.arg("-c").arg(format!("{name}={value}"));
     }
     as_owner(&mut cmd, owner);
     unsafe {

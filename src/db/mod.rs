@@ -1,9 +1,16 @@
 //! PostgreSQL: the connection pool, migrations, and (for local runs and tests) a throwaway server.
 
 pub mod local;
+pub mod tls;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
+
+pub use tls::CaSource;
+use tls::Connector;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -52,29 +59,168 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A pool over `url`. `max_size` stays small in Lambda (one request at a time per instance).
-pub fn pool(url: &str, max_size: usize) -> Result<Pool, DbError> {
-    let pg_config: tokio_postgres::Config = url
+/// How the pool connects. `Default`: 4 connections, the embedded RDS CA bundle, 5 s connect
+/// timeout.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: usize,
+    /// The CAs trusted for TLS (used only when TLS is: a remote server, or `sslmode=require`).
+    pub ca: CaSource,
+    /// Used when the URL sets no `connect_timeout`.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 4,
+            ca: CaSource::Embedded,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PoolOptions {
+    /// `max_size` connections; CAs from `DB_CA_BUNDLE` when set, else the embedded bundle.
+    pub fn from_env(max_size: usize) -> Self {
+        let bundle = std::env::var_os("DB_CA_BUNDLE")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        PoolOptions {
+            max_size,
+            ca: CaSource::from_path(bundle.as_deref()),
+            ..PoolOptions::default()
+        }
+    }
+}
+
+/// Parses `url` and settles TLS, timeouts and keepalives. Errors name `DATABASE_URL` (the
+/// password never appears: tokio-postgres does not echo it).
+fn prepare(
+    url: &str,
+    ca: &CaSource,
+    connect_timeout: Duration,
+) -> Result<(tokio_postgres::Config, Connector), DbError> {
+    let mut pg: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| DbError::Config(format!("DATABASE_URL: {e}")))?;
-    let manager = Manager::from_config(
-        pg_config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Verified,
-        },
-    );
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(connect_timeout);
+    }
+    // A NAT or a frozen Lambda instance silently drops idle connections; keepalives notice.
+    pg.keepalives(true);
+    if pg.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        pg.keepalives_idle(Duration::from_secs(30));
+        pg.keepalives_interval(Duration::from_secs(10));
+        pg.keepalives_retries(3);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("audience-sync");
+    }
+    let connector = tls::connector(&mut pg, ca)?;
+    Ok((pg, connector))
+}
+
+/// A pool over `url`. `max_size` stays small in Lambda (one request at a time per instance).
+/// CAs for TLS from `DB_CA_BUNDLE`, else the embedded RDS bundle.
+pub fn pool(url: &str, max_size: usize) -> Result<Pool, DbError> {
+    pool_with(url, &PoolOptions::from_env(max_size))
+}
+
+/// A pool over `url` with explicit options.
+pub fn pool_with(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
+    let (pg_config, connector) = prepare(url, &options.ca, options.connect_timeout)?;
+    let config = ManagerConfig {
+        recycling_method: RecyclingMethod::Verified,
+    };
+    let manager = match connector {
+        Connector::Plain => Manager::from_config(pg_config, NoTls, config),
+        Connector::Tls(tls) => Manager::from_config(pg_config, tls, config),
+    };
     Pool::builder(manager)
-        .max_size(max_size)
+        .max_size(options.max_size)
         .build()
         .map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// A connection from the pool, retried once when connecting failed for a connection-class
+/// reason (after a Lambda freeze/thaw the network may need a moment; stale pooled connections
+/// are already replaced by the pool's verified recycling).
+pub async fn get(pool: &Pool) -> Result<Object, PoolError> {
+    match pool.get().await {
+        Err(e) if is_connection_error(&e) => {
+            tracing::warn!(error = %e, "database connection failed; retrying once");
+            pool.get().await
+        }
+        other => other,
+    }
+}
+
+/// A pool error worth one retry: the connection could not be made or was lost.
+pub fn is_connection_error(e: &PoolError) -> bool {
+    use deadpool_postgres::TimeoutType;
+    match e {
+        PoolError::Backend(e) => is_connection_class(e),
+        PoolError::Timeout(TimeoutType::Create | TimeoutType::Recycle) => true,
+        _ => false,
+    }
+}
+
+/// A PostgreSQL error of the connection class: closed, I/O, SQLSTATE class 08, or the server
+/// shutting down / starting up.
+pub fn is_connection_class(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// One connection outside the pool (migrations, admin), with the pool's TLS rules; the
+/// connection task runs until the client is dropped.
+pub async fn connect(
+    url: &str,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), DbError> {
+    let options = PoolOptions::from_env(1);
+    let (pg, connector) = prepare(url, &options.ca, options.connect_timeout)?;
+    Ok(match connector {
+        Connector::Plain => {
+            let (client, conn) = pg.connect(NoTls).await?;
+            (
+                client,
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                }),
+            )
+        }
+        Connector::Tls(tls) => {
+            let (client, conn) = pg.connect(tls).await?;
+            (
+                client,
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                }),
+            )
+        }
+    })
 }
 
 /// Applies pending migrations, each once, in order. An advisory lock keeps two instances that
 /// start together from racing.
 pub async fn migrate(url: &str) -> Result<usize, DbError> {
-    let (mut client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    let task = tokio::spawn(connection);
+    let (mut client, task) = connect(url).await?;
     client
         .execute("SELECT pg_advisory_lock(7300730073)", &[])
         .await?;
@@ -89,8 +235,7 @@ pub async fn migrate(url: &str) -> Result<usize, DbError> {
 
 /// Creates database `name` on the server at `admin_url` unless it exists.
 pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError> {
-    let (client, connection) = tokio_postgres::connect(admin_url, NoTls).await?;
-    let task = tokio::spawn(connection);
+    let (client, task) = connect(admin_url).await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?

@@ -31,14 +31,14 @@ pub async fn list(app: &App, query: Option<&str>) -> Result<ApiResponse> {
             is_active = Some(bool_param("is_active", &v)?);
         }
     }
-    let db = app.pool.get().await?;
+    let db = crate::db::get(&app.pool).await?;
     let audiences = audience::list(&**db, is_active).await?;
     Ok(json(StatusCode::OK, &json!({ "audiences": audiences })))
 }
 
 pub async fn create(app: &App, body: &Bytes) -> Result<ApiResponse> {
     let input: NewAudience = parse_body(body, &[READ_ONLY, &["meta_audience_id"]].concat())?;
-    let db = app.pool.get().await?;
+    let db = crate::db::get(&app.pool).await?;
     let created = audience::create(&**db, input).await?;
     Ok(json(StatusCode::CREATED, &created))
 }
@@ -64,7 +64,7 @@ pub async fn get(app: &App, id: &str, query: Option<&str>) -> Result<ApiResponse
             _ => {}
         }
     }
-    let db = app.pool.get().await?;
+    let db = crate::db::get(&app.pool).await?;
     let a = audience::get(&**db, id).await?;
     let mut body = serde_json::to_value(&a).unwrap_or(Value::Null);
     let wants = |what: &str| include.iter().any(|i| i == what);
@@ -83,7 +83,7 @@ pub async fn get(app: &App, id: &str, query: Option<&str>) -> Result<ApiResponse
 pub async fn update(app: &App, id: &str, body: &Bytes) -> Result<ApiResponse> {
     let id = uuid_param("id", id)?;
     let patch: AudiencePatch = parse_body(body, READ_ONLY)?;
-    let mut db = app.pool.get().await?;
+    let mut db = crate::db::get(&app.pool).await?;
     let updated = audience::update(&mut db, id, patch).await?;
     Ok(json(StatusCode::OK, &updated))
 }
@@ -98,7 +98,7 @@ pub async fn delete(app: &App, id: &str, query: Option<&str>) -> Result<ApiRespo
             keep_in_meta = bool_param("keep_in_meta", &v)?;
         }
     }
-    let conn = app.pool.get().await?;
+    let conn = crate::db::get(&app.pool).await?;
     let a = audience::get(&**conn, id).await?;
     let lock = sync::AudienceLock::try_acquire(conn, id)
         .await?

@@ -149,7 +149,7 @@ pub async fn run_until(
     progress: &dyn Progress,
     deadline: Option<Instant>,
 ) -> Result<SyncResult> {
-    let conn = app.pool.get().await?;
+    let conn = crate::db::get(&app.pool).await?;
     let audience = audience::get(&**conn, audience_id).await?;
     let lock = AudienceLock::try_acquire(conn, audience_id)
         .await?
@@ -440,7 +440,7 @@ pub struct SyncAllResult {
 /// already syncing elsewhere is skipped, not waited for.
 pub async fn run_all(app: &App, progress: &dyn Progress) -> Result<SyncAllResult> {
     let audiences = {
-        let db = app.pool.get().await?;
+        let db = crate::db::get(&app.pool).await?;
         audience::list(&**db, Some(true)).await?
     };
     let mut all = SyncAllResult {
