@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod lambda;
 pub mod meta;
+pub mod person;
 pub mod segment;
 pub mod server;
 pub mod sync;
