@@ -244,13 +244,15 @@ impl Run<'_> {
 
     /// Brings membership to the segment in the database (set-based) and checks the audience
     /// can have members.
-    async fn reconcile(&self) -> Result<()> {
-        if self.audience.segment_id.is_none() {
+    async fn reconcile(&mut self) -> Result<()> {
+        let Some(segment_id) = self.audience.segment_id else {
             return Err(Error::invalid(
                 "segment_id",
                 "the audience has no segment: set segment_id before syncing",
             ));
-        }
+        };
+        crate::segment::store::refresh(self.db, segment_id).await?;
+        self.counters.erased = members::erased(self.db, self.audience.id).await?;
         self.db
             .query_one(
                 "SELECT synced_count, failed_count FROM sync_audience_members($1, $2)",
@@ -343,9 +345,11 @@ impl Run<'_> {
 fn merge(into: &mut Counters, from: &Counters) {
     let removed = into.removed;
     let deferred = into.removal_deferred;
+    let erased = into.erased;
     *into = from.clone();
     into.removed += removed;
     into.removal_deferred += deferred;
+    into.erased = erased;
 }
 
 /// `POST /api/audiences/sync` without a body.
