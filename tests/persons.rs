@@ -354,7 +354,10 @@ async fn erasure_and_opt_out_reach_meta_at_the_next_sync() {
     let held = meta_hashes(&fake, &meta);
     for i in 1..=5 {
         assert!(held.contains(&sha(&format!("m{i}@example.com"))));
-        assert!(held.contains(&sha(&format!("1650555010{i}"))), "PHONE of m{i}");
+        assert!(
+            held.contains(&sha(&format!("1650555010{i}"))),
+            "PHONE of m{i}"
+        );
     }
 
     // m2 is erased: gone from the database at once, its hashes kept only to tell Meta.
