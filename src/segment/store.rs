@@ -240,23 +240,27 @@ pub async fn refresh(db: &impl GenericClient, id: Uuid) -> Result<Refreshed> {
     }
 }
 
-/// One statement: the people matching the rule (computed once), joiners inserted, leavers
-/// deleted, the count and time recorded. The segment row is locked first, so two refreshes of
-/// one segment take turns instead of racing.
+/// One statement: the people matching the rule (computed once), compared with the members in
+/// one hash join, joiners inserted, leavers deleted, the count and time recorded. The segment
+/// row is locked first, so two refreshes of one segment take turns instead of racing.
 async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Result<Refreshed> {
     let w = compile(rule, 1);
     let sql = format!(
         "WITH s AS (SELECT id FROM segment WHERE id = $1 FOR NO KEY UPDATE), \
          matched AS MATERIALIZED (SELECT p.id FROM s CROSS JOIN person p WHERE {}), \
+         diff AS MATERIALIZED ( \
+           SELECT m.id AS joiner, sm.person_id AS leaver \
+           FROM matched m \
+           FULL JOIN (SELECT person_id FROM segment_member WHERE segment_id = $1) sm \
+             ON sm.person_id = m.id \
+           WHERE m.id IS NULL OR sm.person_id IS NULL), \
          joined AS ( \
            INSERT INTO segment_member (segment_id, person_id) \
-           SELECT $1, m.id FROM matched m \
-           WHERE NOT EXISTS (SELECT 1 FROM segment_member sm \
-                             WHERE sm.segment_id = $1 AND sm.person_id = m.id) \
+           SELECT $1, d.joiner FROM diff d WHERE d.joiner IS NOT NULL \
            ON CONFLICT (segment_id, person_id) DO NOTHING RETURNING 1), \
          gone AS ( \
-           DELETE FROM segment_member sm WHERE sm.segment_id = $1 \
-             AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.id = sm.person_id) RETURNING 1) \
+           DELETE FROM segment_member sm USING diff d \
+           WHERE sm.segment_id = $1 AND sm.person_id = d.leaver RETURNING 1) \
          UPDATE segment SET member_count = (SELECT count(*) FROM matched), refreshed_at = now() \
          WHERE id = $1 \
          RETURNING (SELECT count(*) FROM joined), (SELECT count(*) FROM gone), member_count",
