@@ -269,7 +269,7 @@ pub async fn upsert(db: &impl GenericClient, rows: Vec<Value>) -> Result<UpsertR
         ));
     }
     let mut errors = Vec::new();
-    let mut cols = Columns::default();
+    let mut valid = Vec::with_capacity(rows.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (index, row) in rows.into_iter().enumerate() {
         if !row.is_object() {
@@ -305,11 +305,16 @@ pub async fn upsert(db: &impl GenericClient, rows: Vec<Value>) -> Result<UpsertR
                 }),
                 None => {
                     seen.insert(v.external_id.clone(), index);
-                    cols.push(v);
+                    valid.push(v);
                 }
             },
         }
     }
+    // One lock order for every import, so two concurrent imports of the same people wait for
+    // each other instead of deadlocking.
+    valid.sort_unstable_by(|a, b| a.external_id.cmp(&b.external_id));
+    let mut cols = Columns::default();
+    valid.into_iter().for_each(|v| cols.push(v));
     let upserted = if cols.external_id.is_empty() {
         0
     } else {
