@@ -38,7 +38,7 @@ pub struct Counters {
     pub rejected_by_meta: u64,
     pub removed: u64,
     pub removal_deferred: u64,
-    /// Members whose person was erased since the last sync (their hashes are among `removed`).
+    /// Members whose person was erased since the last sync (those Meta held are among `removed`).
     pub erased: u64,
 }
 
