@@ -216,7 +216,7 @@ pub struct AudiencePatch {
 }
 
 /// Tells a field sent as `null` (Some(None)) from a field not sent (None, via `default`).
-fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

@@ -2,8 +2,10 @@
 //! runs in AWS.
 
 pub mod audiences;
+pub mod persons;
 pub mod request;
 pub mod response;
+pub mod segments;
 
 use std::time::Instant;
 
@@ -22,6 +24,8 @@ pub enum Group {
     Audience,
     /// POST /api/audiences/sync
     Sync,
+    /// /api/segments[/{id}[/refresh]], /api/segments/preview, /api/persons[/{id}]
+    Segments,
     All,
 }
 
@@ -29,6 +33,12 @@ enum Route<'a> {
     Audiences,
     Audience(&'a str),
     Sync,
+    Segments,
+    SegmentPreview,
+    Segment(&'a str),
+    SegmentRefresh(&'a str),
+    Persons,
+    Person(&'a str),
 }
 
 impl Route<'_> {
@@ -37,6 +47,12 @@ impl Route<'_> {
             Route::Audiences => Group::Audiences,
             Route::Audience(_) => Group::Audience,
             Route::Sync => Group::Sync,
+            Route::Segments
+            | Route::SegmentPreview
+            | Route::Segment(_)
+            | Route::SegmentRefresh(_)
+            | Route::Persons
+            | Route::Person(_) => Group::Segments,
         }
     }
 
@@ -45,6 +61,12 @@ impl Route<'_> {
             Route::Audiences => "/api/audiences",
             Route::Audience(_) => "/api/audiences/{id}",
             Route::Sync => "/api/audiences/sync",
+            Route::Segments => "/api/segments",
+            Route::SegmentPreview => "/api/segments/preview",
+            Route::Segment(_) => "/api/segments/{id}",
+            Route::SegmentRefresh(_) => "/api/segments/{id}/refresh",
+            Route::Persons => "/api/persons",
+            Route::Person(_) => "/api/persons/{id}",
         }
     }
 }
@@ -57,6 +79,12 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["api", "audiences"] => Some(Route::Audiences),
         ["api", "audiences", "sync"] => Some(Route::Sync),
         ["api", "audiences", id] => Some(Route::Audience(id)),
+        ["api", "segments"] => Some(Route::Segments),
+        ["api", "segments", "preview"] => Some(Route::SegmentPreview),
+        ["api", "segments", id] => Some(Route::Segment(id)),
+        ["api", "segments", id, "refresh"] => Some(Route::SegmentRefresh(id)),
+        ["api", "persons"] => Some(Route::Persons),
+        ["api", "persons", id] => Some(Route::Person(id)),
         _ => None,
     }
 }
@@ -102,5 +130,21 @@ async fn dispatch(
         (Route::Audience(id), &Method::PUT) => audiences::update(app, id, body).await,
         (Route::Audience(id), &Method::DELETE) => audiences::delete(app, id, query).await,
         (Route::Audience(_), _) => Ok(method_not_allowed("GET, PUT, DELETE")),
+        (Route::Segments, &Method::GET) => segments::list(app).await,
+        (Route::Segments, &Method::POST) => segments::create(app, body).await,
+        (Route::Segments, _) => Ok(method_not_allowed("GET, POST")),
+        (Route::SegmentPreview, &Method::POST) => segments::preview(app, body).await,
+        (Route::SegmentPreview, _) => Ok(method_not_allowed("POST")),
+        (Route::Segment(id), &Method::GET) => segments::get(app, id).await,
+        (Route::Segment(id), &Method::PUT) => segments::update(app, id, body).await,
+        (Route::Segment(id), &Method::DELETE) => segments::delete(app, id).await,
+        (Route::Segment(_), _) => Ok(method_not_allowed("GET, PUT, DELETE")),
+        (Route::SegmentRefresh(id), &Method::POST) => segments::refresh(app, id).await,
+        (Route::SegmentRefresh(_), _) => Ok(method_not_allowed("POST")),
+        (Route::Persons, &Method::POST) => persons::upsert(app, body).await,
+        (Route::Persons, _) => Ok(method_not_allowed("POST")),
+        (Route::Person(id), &Method::PATCH) => persons::patch(app, id, body).await,
+        (Route::Person(id), &Method::DELETE) => persons::delete(app, id).await,
+        (Route::Person(_), _) => Ok(method_not_allowed("PATCH, DELETE")),
     }
 }

@@ -41,6 +41,8 @@ pub struct Counters {
     pub rejected_quoted: u64,
     pub removed: u64,
     pub removal_deferred: u64,
+    /// Members whose person was erased since the last sync (those Meta held are among `removed`).
+    pub erased: u64,
 }
 
 impl Counters {
@@ -80,6 +82,17 @@ fn person_fields(r: &Row) -> PersonFields<'_> {
         date_of_birth: r.get(11),
         gender: r.get(12),
     }
+}
+
+/// Members left without a person by an erasure, before this sync reconciles them away.
+pub async fn erased(db: &Client, audience_id: Uuid) -> Result<u64> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND person_id IS NULL",
+            &[&audience_id],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
 
 /// How many members a pass will examine (for progress).

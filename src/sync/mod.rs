@@ -303,13 +303,15 @@ impl Run<'_> {
 
     /// Brings membership to the segment in the database (set-based) and checks the audience
     /// can have members.
-    async fn reconcile(&self) -> Result<()> {
-        if self.audience.segment_id.is_none() {
+    async fn reconcile(&mut self) -> Result<()> {
+        let Some(segment_id) = self.audience.segment_id else {
             return Err(Error::invalid(
                 "segment_id",
                 "the audience has no segment: set segment_id before syncing",
             ));
-        }
+        };
+        crate::segment::store::refresh(self.db, segment_id).await?;
+        self.counters.erased = members::erased(self.db, self.audience.id).await?;
         self.db
             .query_one(
                 "SELECT synced_count, failed_count FROM sync_audience_members($1, $2)",
@@ -355,7 +357,11 @@ impl Run<'_> {
         let (from, counters) = match self.checkpoint.take() {
             Some(cp) => (cp.cursor, cp.counters),
             None => {
-                let mut c = Counters::default();
+                // Erasures were counted before reconciling removed them from view.
+                let mut c = Counters {
+                    erased: self.counters.erased,
+                    ..Counters::default()
+                };
                 if pass != Pass::Replace {
                     members::remove_leavers(db, id, dest, false, &mut c).await?;
                 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_meta;
+pub mod lambda;
 
 use std::sync::OnceLock;
 
