@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use audience_sync::db::local::LocalPostgres;
 use audience_sync::meta::client::{MetaClient, MetaConfig, RetryPolicy, SecretToken};
 use audience_sync::sync::{self, NoProgress, SyncType};
-use audience_sync::{audience, db, App};
+use audience_sync::{audience, db, segment, App};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -57,7 +57,7 @@ async fn timed_sync(app: &App, id: Uuid, t: SyncType, label: &str, members: u64)
     let took = started.elapsed();
     assert_eq!(r.status, "completed", "{r:?}");
     println!(
-        "{label:<44} {:>8.2} s  {:>10.0} members/s  synced {:>8}  failed {:>5}  rss before {:>6.1} MiB, peak so far {:>6.1} MiB",
+        "{label:<52} {:>8.2} s  {:>10.0} members/s  synced {:>8}  failed {:>5}  rss before {:>6.1} MiB, peak so far {:>6.1} MiB",
         took.as_secs_f64(),
         members as f64 / took.as_secs_f64(),
         r.synced_count,
@@ -108,7 +108,8 @@ async fn main() {
              SELECT ' User' || i || '@Example.com ', '(650) 555-' || lpad((i % 10000)::text, 4, '0'), \
                     'First' || (i % 997), 'Last-' || (i % 991), 'San Francisco', 'California', \
                     '94105-' || lpad((i % 10000)::text, 4, '0'), ' us ', \
-                    date '1950-01-01' + (i % 20000), CASE WHEN i % 2 = 0 THEN 'F' ELSE 'male' END \
+                    date '1950-01-01' + (i % 20000), CASE WHEN i % 2 = 0 THEN 'F' ELSE 'male' END, \
+                    jsonb_build_object('total_renders', i % 10) \
              FROM generate_series(1, $1) i",
             &[&n],
         )
@@ -128,6 +129,32 @@ async fn main() {
     );
     let members = n as u64;
     let churn = (n / 100).max(1);
+
+    // A rule segment over everyone: "High Engagers", total_renders >= 5 (half of them).
+    let rule_segment: Uuid = client
+        .query_one(
+            "INSERT INTO segment (name, rule) VALUES ('High Engagers', \
+             '{\"type\": \"condition\", \"attribute\": \"total_renders\", \"operator\": \">=\", \"value\": 5}') \
+             RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for label in [
+        "segment refresh, rule over all people, from empty",
+        "segment refresh, rule, nothing changed",
+    ] {
+        let started = Instant::now();
+        let r = segment::store::refresh(&client, rule_segment)
+            .await
+            .unwrap();
+        println!(
+            "{label:<52} {:>8.2} s  ({n} people, {} members)",
+            started.elapsed().as_secs_f64(),
+            r.member_count
+        );
+    }
 
     // Meta not configured: the database side alone.
     let pool = db::pool(&url, 4).unwrap();
