@@ -104,7 +104,7 @@ async fn main() {
     // Realistic, messy contact data: mixed case, spaces, national phone formats.
     client
         .execute(
-            "INSERT INTO person (email, phone, first_name, last_name, city, state, zip, country, date_of_birth, gender) \
+            "INSERT INTO person (email, phone, first_name, last_name, city, state, zip, country, date_of_birth, gender, attributes) \
              SELECT ' User' || i || '@Example.com ', '(650) 555-' || lpad((i % 10000)::text, 4, '0'), \
                     'First' || (i % 997), 'Last-' || (i % 991), 'San Francisco', 'California', \
                     '94105-' || lpad((i % 10000)::text, 4, '0'), ' us ', \
