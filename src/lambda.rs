@@ -99,15 +99,25 @@ pub async fn scheduled_handler(
     app: &App,
     event: lambda_http::LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, lambda_http::Error> {
-    let left = event
-        .context
-        .deadline()
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
+    let left = time_left(event.context.deadline(), std::time::SystemTime::now());
     let summary = crate::scheduler::tick(app, &crate::scheduler::TickOptions::with_time_left(left))
         .await
         .map_err(|e| lambda_http::Error::from(e.to_string()))?;
     Ok(serde_json::to_value(summary)?)
+}
+
+/// Lambda's hard limit on one invocation.
+const MAX_INVOCATION: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The invocation's remaining time. A deadline that cannot be real (local emulators such as
+/// `cargo lambda watch` send a fixed one in 1970) is treated as Lambda's longest invocation
+/// rather than as no time at all.
+fn time_left(deadline: std::time::SystemTime, now: std::time::SystemTime) -> std::time::Duration {
+    match deadline.duration_since(now) {
+        Ok(left) => left.min(MAX_INVOCATION),
+        Err(past) if past.duration() > MAX_INVOCATION => MAX_INVOCATION,
+        Err(_) => std::time::Duration::ZERO,
+    }
 }
 
 /// What the scheduled function's `main` calls.
@@ -121,4 +131,28 @@ pub async fn run_scheduled() -> Result<(), lambda_http::Error> {
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn time_left_from_the_deadline() {
+        let now = SystemTime::now();
+        assert_eq!(
+            time_left(now + Duration::from_secs(90), now),
+            Duration::from_secs(90)
+        );
+        assert_eq!(time_left(now - Duration::from_secs(1), now), Duration::ZERO);
+        assert_eq!(
+            time_left(UNIX_EPOCH + Duration::from_secs(600), now),
+            MAX_INVOCATION
+        );
+        assert_eq!(
+            time_left(now + Duration::from_secs(3600), now),
+            MAX_INVOCATION
+        );
+    }
 }
