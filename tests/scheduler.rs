@@ -52,6 +52,18 @@ fn tick_process(t: &TestApp, extra_env: &[(&str, String)]) -> tokio::process::Co
     cmd
 }
 
+async fn log_statuses(t: &TestApp, audience_id: Uuid) -> Vec<String> {
+    t.db.query(
+        "SELECT status FROM audience_sync_log WHERE audience_id = $1",
+        &[&audience_id],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 fn last_json_line(stdout: &[u8]) -> Value {
     let text = String::from_utf8_lossy(stdout);
     let line = text.lines().last().unwrap_or_else(|| panic!("no output"));
@@ -81,17 +93,7 @@ async fn two_tick_processes_at_once_sync_each_due_audience_exactly_once() {
     );
 
     for id in &ids {
-        let aid = Uuid::parse_str(id).unwrap();
-        let logs: Vec<String> =
-            t.db.query(
-                "SELECT status FROM audience_sync_log WHERE audience_id = $1",
-                &[&aid],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let logs = log_statuses(&t, Uuid::parse_str(id).unwrap()).await;
         assert_eq!(logs, ["completed"], "audience {id} synced exactly once");
     }
     // Nothing is due any more.
@@ -334,16 +336,7 @@ async fn a_tick_process_killed_mid_sync_is_resumed_by_the_next_pass() {
         "the same session: {batches:?}"
     );
     assert!(batches.last().unwrap().2, "the session was closed");
-    let statuses: Vec<String> =
-        t.db.query(
-            "SELECT status FROM audience_sync_log WHERE audience_id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let statuses = log_statuses(&t, id).await;
     assert_eq!(
         statuses,
         ["completed"],
