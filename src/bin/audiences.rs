@@ -174,6 +174,10 @@ impl BarProgress {
 }
 
 impl Progress for BarProgress {
+    fn shows_total(&self) -> bool {
+        !self.0.is_hidden()
+    }
+
     fn begin(&self, stage: &str, total: u64) {
         self.0.set_message(stage.to_string());
         self.0.set_length(total);

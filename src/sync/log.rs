@@ -171,27 +171,31 @@ pub async fn pause(db: &impl GenericClient, log_id: Uuid, o: &Outcome) -> Result
     Ok(())
 }
 
-/// Members this sync (since `started`) got accepted, and those it could not send.
+/// Members this sync (since `started`) got accepted, those it could not send, and all the
+/// audience's synced members: one scan.
 pub async fn member_counts(
     db: &impl GenericClient,
     audience_id: Uuid,
     started: DateTime<Utc>,
-) -> Result<(i64, i64)> {
+) -> Result<(i64, i64, i64)> {
     let row = db
         .query_one(
             "SELECT count(*) FILTER (WHERE is_synced AND synced_at >= $2), \
                     count(*) FILTER (WHERE NOT is_synced AND failure_reason IS NOT NULL \
-                                     AND updated_at >= $2) \
+                                     AND updated_at >= $2), \
+                    count(*) FILTER (WHERE is_synced) \
              FROM audience_member_sync WHERE audience_id = $1 AND NOT removal_pending",
             &[&audience_id, &started],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok((row.get(0), row.get(1), row.get(2)))
 }
 
 /// What a finished sync reports.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
+    /// The audience's synced members after this sync.
+    pub total_synced: i32,
     pub synced_count: i32,
     pub failed_count: i32,
     pub meta_response: Value,
@@ -210,11 +214,17 @@ pub async fn complete(
                     checkpoint = NULL, synced_count = $3, failed_count = $4, meta_response = $5, details = $6 \
                     WHERE id = $1) \
          UPDATE custom_audience SET status = 'active', last_synced_at = now(), \
-                sync_error_message = NULL, updated_at = now(), \
-                total_synced = (SELECT count(*) FROM audience_member_sync m \
-                                WHERE m.audience_id = $2 AND m.is_synced AND NOT m.removal_pending) \
+                sync_error_message = NULL, updated_at = now(), total_synced = $7 \
          WHERE id = $2",
-        &[&log_id, &audience_id, &o.synced_count, &o.failed_count, &o.meta_response, &o.details],
+        &[
+            &log_id,
+            &audience_id,
+            &o.synced_count,
+            &o.failed_count,
+            &o.meta_response,
+            &o.details,
+            &o.total_synced,
+        ],
     )
     .await?;
     Ok(())
@@ -234,9 +244,7 @@ pub async fn fail(
                     checkpoint = NULL, error_message = $3, synced_count = $4, failed_count = $5, \
                     meta_response = $6, details = $7 WHERE id = $1) \
          UPDATE custom_audience SET status = 'failed', sync_error_message = $3, \
-                updated_at = now(), \
-                total_synced = (SELECT count(*) FROM audience_member_sync m \
-                                WHERE m.audience_id = $2 AND m.is_synced AND NOT m.removal_pending) \
+                updated_at = now(), total_synced = $8 \
          WHERE id = $2",
         &[
             &log_id,
@@ -246,6 +254,7 @@ pub async fn fail(
             &o.failed_count,
             &o.meta_response,
             &o.details,
+            &o.total_synced,
         ],
     )
     .await?;

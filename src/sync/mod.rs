@@ -58,6 +58,10 @@ impl FromStr for SyncType {
 
 /// Progress of a sync, for a terminal's progress bar.
 pub trait Progress: Send + Sync {
+    /// Whether `begin` wants the total (computing it costs a scan of the audience).
+    fn shows_total(&self) -> bool {
+        false
+    }
     fn begin(&self, _stage: &str, _total: u64) {}
     fn advance(&self, _n: u64) {}
 }
@@ -217,10 +221,11 @@ async fn run_locked(
     };
     let audience_id = run.audience.id;
     let c = &run.counters;
-    let (synced, failed) = log::member_counts(db, audience_id, started).await?;
+    let (synced, failed, total_synced) = log::member_counts(db, audience_id, started).await?;
     // Meta counted some entries invalid without quoting them: accepted rows, yet not matched.
     let unquoted = c.rejected_by_meta.saturating_sub(c.rejected_quoted);
     let outcome = log::Outcome {
+        total_synced: total_synced as i32,
         synced_count: (synced as u64).saturating_sub(unquoted) as i32,
         failed_count: (failed as u64 + unquoted) as i32,
         meta_response,
@@ -368,8 +373,11 @@ impl Run<'_> {
                 (Uuid::nil(), c)
             }
         };
-        self.progress
-            .begin("members", members::count(db, id, pass).await?);
+        // Counting scans the audience: only for someone watching a progress bar.
+        if self.progress.shows_total() {
+            self.progress
+                .begin("members", members::count(db, id, pass).await?);
+        }
         let run = members::PassRun {
             pass,
             from,
@@ -414,8 +422,12 @@ impl Run<'_> {
                 None => {
                     self.reconcile().await?;
                     let target = meta::member_target(self.db, client, &mut self.audience).await?;
-                    let replace_total = (self.pass() == Pass::Replace)
-                        .then_some(members::count(self.db, self.audience.id, Pass::Replace).await?);
+                    let replace_total = match self.pass() {
+                        Pass::Replace => {
+                            Some(members::count(self.db, self.audience.id, Pass::Replace).await?)
+                        }
+                        _ => None,
+                    };
                     meta::MetaDestination::new(client, target, replace_total)
                 }
             };
