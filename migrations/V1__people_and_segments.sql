@@ -41,3 +41,5 @@ CREATE TABLE IF NOT EXISTS segment_member (
 );
 -- The primary key serves segment -> persons; this one serves "which segments is a person in".
 CREATE INDEX IF NOT EXISTS idx_segment_member_person_id ON segment_member (person_id);
+-- The people who opted out: audiences leave them out (see audience_eligible_persons).
+CREATE INDEX IF NOT EXISTS idx_person_marketing_opt_out ON person (id) WHERE marketing_opt_out;
