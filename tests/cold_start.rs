@@ -15,7 +15,6 @@ use std::process::Command;
 use audience_sync::config::{Config, ConfigError};
 use audience_sync::lambda::build_app;
 use moto::Moto;
-use tokio_postgres::config::Host;
 
 fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs
@@ -25,29 +24,13 @@ fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     move |k| map.get(k).cloned()
 }
 
-/// Host, port and database name of a test database URL.
-fn parts(url: &str) -> (String, u16, String) {
-    let c: tokio_postgres::Config = url.parse().unwrap();
-    let host = match &c.get_hosts()[0] {
-        Host::Tcp(h) => h.clone(),
-        Host::Unix(p) => p.display().to_string(),
-    };
-    (
-        host,
-        c.get_ports().first().copied().unwrap_or(5432),
-        c.get_dbname().unwrap().to_string(),
-    )
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", uuid::Uuid::new_v4().simple())
-}
-
 #[tokio::test]
 async fn secrets_become_a_working_configuration() {
     let moto = Moto::start();
     let db_url = support::fresh_database().await;
-    let (host, port, dbname) = parts(&db_url);
+    let support::UrlParts {
+        host, port, dbname, ..
+    } = support::url_parts(&db_url);
     // The local test server trusts loopback connections, so the password is not checked; it
     // still has to travel through the URL intact.
     let db_secret = serde_json::json!({
@@ -55,8 +38,12 @@ async fn secrets_become_a_working_configuration() {
         "password": "p@ss:w/rd with space", "dbname": dbname,
         "dbInstanceIdentifier": "audiences-db"
     });
-    let db_arn = moto.secret(&unique("db"), &db_secret.to_string()).await;
-    let token_arn = moto.secret(&unique("token"), "EAABplainToken123").await;
+    let db_arn = moto
+        .secret(&support::unique("db"), &db_secret.to_string())
+        .await;
+    let token_arn = moto
+        .secret(&support::unique("token"), "EAABplainToken123")
+        .await;
 
     let env = vars(&[
         ("AWS_LAMBDA_FUNCTION_NAME", "audiences"),
@@ -102,13 +89,13 @@ async fn rds_managed_secret_and_json_token() {
     let moto = Moto::start();
     let db_arn = moto
         .secret(
-            &unique("rds-managed"),
+            &support::unique("rds-managed"),
             r#"{"username":"app","password":"pw"}"#,
         )
         .await;
     let token_arn = moto
         .secret(
-            &unique("token-json"),
+            &support::unique("token-json"),
             r#"{"access_token": "EAABjsonToken"}"#,
         )
         .await;
@@ -201,7 +188,7 @@ async fn missing_or_malformed_secrets_name_the_variable_never_the_value() {
         ("META_TOKEN_SECRET_ARN", r#"{"access_token":"hunter2""#),
         ("META_TOKEN_SECRET_ARN", "hunter2 hunter2"),
     ] {
-        let arn = moto.secret(&unique("bad"), value).await;
+        let arn = moto.secret(&support::unique("bad"), value).await;
         let err = resolve_err(&moto, &[(var, &arn)]).await;
         let text = err.to_string();
         assert_eq!(err.var(), var, "{text}");
@@ -214,8 +201,8 @@ async fn missing_or_malformed_secrets_name_the_variable_never_the_value() {
     }
 
     // Both broken at once: whichever fails first is reported; still no value.
-    let db = moto.secret(&unique("bad-db"), "hunter2").await;
-    let token = moto.secret(&unique("bad-token"), "{hunter2").await;
+    let db = moto.secret(&support::unique("bad-db"), "hunter2").await;
+    let token = moto.secret(&support::unique("bad-token"), "{hunter2").await;
     let err = resolve_err(
         &moto,
         &[("DB_SECRET_ARN", &db), ("META_TOKEN_SECRET_ARN", &token)],
@@ -231,7 +218,7 @@ async fn missing_or_malformed_secrets_name_the_variable_never_the_value() {
 async fn the_binary_reads_secrets_through_the_standard_aws_environment() {
     let moto = Moto::start();
     let template = support::fresh_database().await;
-    let (host, port, _) = parts(&template);
+    let support::UrlParts { host, port, .. } = support::url_parts(&template);
     let dbname = format!("coldstart_{}", uuid::Uuid::new_v4().simple());
     let admin = format!("postgresql://postgres@{host}:{port}/postgres");
     audience_sync::db::ensure_database(&admin, &dbname)
@@ -240,7 +227,9 @@ async fn the_binary_reads_secrets_through_the_standard_aws_environment() {
     let secret = serde_json::json!({
         "host": host, "port": port, "username": "postgres", "password": "pw", "dbname": dbname
     });
-    let arn = moto.secret(&unique("cli-db"), &secret.to_string()).await;
+    let arn = moto
+        .secret(&support::unique("cli-db"), &secret.to_string())
+        .await;
 
     let run = |arn: &str| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_audiences"));
@@ -272,7 +261,7 @@ async fn the_binary_reads_secrets_through_the_standard_aws_environment() {
         .get(0);
     assert_eq!(tables, 2, "the secret's database was migrated");
 
-    let bad = moto.secret(&unique("cli-bad"), "hunter2").await;
+    let bad = moto.secret(&support::unique("cli-bad"), "hunter2").await;
     let out = run(&bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -34,7 +34,6 @@ use moto::Moto;
 use serde_json::{json, Value};
 use support::fake_meta::{FakeMeta, DEFAULT_FAKE_TOKEN};
 use support::lambda::PLACEHOLDER;
-use tokio_postgres::config::Host;
 use uuid::Uuid;
 
 /// The functions: binary name and the directory of its package under `functions/`.
@@ -367,25 +366,6 @@ fn http_answer(event: &str, answer: &Value) -> (u64, Value) {
     (status, body)
 }
 
-/// Host, port, user and database name of a test database URL.
-fn parts(url: &str) -> (String, u16, String, String) {
-    let c: tokio_postgres::Config = url.parse().unwrap();
-    let host = match &c.get_hosts()[0] {
-        Host::Tcp(h) => h.clone(),
-        Host::Unix(p) => p.display().to_string(),
-    };
-    (
-        host,
-        c.get_ports().first().copied().unwrap_or(5432),
-        c.get_user().unwrap_or("postgres").to_string(),
-        c.get_dbname().unwrap().to_string(),
-    )
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", Uuid::new_v4().simple())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_lambda_binary_answers_its_event_under_cargo_lambda_watch() {
     let version = cargo_lambda_version();
@@ -395,17 +375,22 @@ async fn every_lambda_binary_answers_its_event_under_cargo_lambda_watch() {
     // Secrets Manager, the database and Meta, as a deployed function would reach them.
     let moto = Moto::start();
     let db_url = support::fresh_database().await;
-    let (host, port, user, dbname) = parts(&db_url);
+    let support::UrlParts {
+        host,
+        port,
+        user,
+        dbname,
+    } = support::url_parts(&db_url);
     // The test server trusts loopback connections: the password only has to travel.
     let db_secret = json!({
         "engine": "postgres", "host": host, "port": port, "username": user,
         "password": "smoke-test-password", "dbname": dbname
     });
     let db_arn = moto
-        .secret(&unique("smoke-db"), &db_secret.to_string())
+        .secret(&support::unique("smoke-db"), &db_secret.to_string())
         .await;
     let token_arn = moto
-        .secret(&unique("smoke-token"), DEFAULT_FAKE_TOKEN)
+        .secret(&support::unique("smoke-token"), DEFAULT_FAKE_TOKEN)
         .await;
     let fake = FakeMeta::start().await;
     let mut env: Vec<(String, String)> = moto

@@ -75,13 +75,12 @@ async fn a_bulk_import_writes_the_good_rows_and_reports_each_bad_one() {
             (10, Some("external_id")),
         ]
     );
-    let stored: Vec<String> =
-        t.db.query("SELECT external_id FROM person ORDER BY external_id", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+    let stored: Vec<String> = support::column(
+        &t.db,
+        "SELECT external_id FROM person ORDER BY external_id",
+        &[],
+    )
+    .await;
     assert_eq!(
         stored,
         ["ok-1", "ok-2"],

@@ -53,15 +53,12 @@ fn tick_process(t: &TestApp, extra_env: &[(&str, String)]) -> tokio::process::Co
 }
 
 async fn log_statuses(t: &TestApp, audience_id: Uuid) -> Vec<String> {
-    t.db.query(
+    support::column(
+        &t.db,
         "SELECT status FROM audience_sync_log WHERE audience_id = $1",
         &[&audience_id],
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 fn last_json_line(stdout: &[u8]) -> Value {
@@ -135,16 +132,12 @@ async fn only_due_audiences_are_claimed() {
         .map(|r| r["audience_id"].as_str().unwrap())
         .collect();
     assert!(synced.contains(&due[0].as_str()) && synced.contains(&stale_id));
-    let types: Vec<String> =
-        t.db.query(
-            "SELECT sync_type FROM audience_sync_log WHERE audience_id = $1 ORDER BY created_at",
-            &[&Uuid::parse_str(stale_id).unwrap()],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let types: Vec<String> = support::column(
+        &t.db,
+        "SELECT sync_type FROM audience_sync_log WHERE audience_id = $1 ORDER BY created_at",
+        &[&Uuid::parse_str(stale_id).unwrap()],
+    )
+    .await;
     assert_eq!(
         types,
         ["full", "incremental"],

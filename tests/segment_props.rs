@@ -584,16 +584,14 @@ async fn check(
         let refreshed = store::refresh(&t.db, segment)
             .await
             .map_err(|e| TestCaseError::fail(format!("refresh failed: {e:?}: {rule}")))?;
-        let in_db: BTreeSet<Uuid> =
-            t.db.query(
-                "SELECT person_id FROM segment_member WHERE segment_id = $1",
-                &[&segment],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let in_db: BTreeSet<Uuid> = support::column(
+            &t.db,
+            "SELECT person_id FROM segment_member WHERE segment_id = $1",
+            &[&segment],
+        )
+        .await
+        .into_iter()
+        .collect();
         let in_memory: BTreeSet<Uuid> = stored
             .iter()
             .filter(|p| eval(rule, p, now))

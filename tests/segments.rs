@@ -39,11 +39,14 @@ async fn selected(t: &TestApp, rule: &Value) -> BTreeSet<String> {
         .map(|v| Uuid::parse_str(v.as_str().unwrap()).unwrap())
         .collect();
     assert_eq!(body["count"], ids.len(), "{body}");
-    let rows =
-        t.db.query("SELECT external_id FROM person WHERE id = ANY($1)", &[&ids])
-            .await
-            .unwrap();
-    rows.iter().map(|r| r.get(0)).collect()
+    support::column::<String>(
+        &t.db,
+        "SELECT external_id FROM person WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await
+    .into_iter()
+    .collect()
 }
 
 fn ts(v: &Value) -> chrono::DateTime<chrono::Utc> {

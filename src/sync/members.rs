@@ -510,12 +510,3 @@ impl Failures {
         Ok(())
     }
 }
-
-/// What the sync log keeps of the passes.
-pub fn details(c: &Counters, extra: Value) -> Value {
-    let mut v = c.to_json();
-    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
-        m.extend(e);
-    }
-    v
-}

@@ -209,9 +209,51 @@ impl TestApp {
         let sql = format!(
             "SELECT person_id FROM audience_member_sync WHERE audience_id = $1 AND ({where_clause}) ORDER BY person_id"
         );
-        let rows = self.db.query(&sql, &[&id]).await.expect("members");
-        rows.iter().map(|r| r.get(0)).collect()
+        column(&self.db, &sql, &[&id]).await
     }
+}
+
+/// The first column of every row a query returns.
+pub async fn column<T>(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    let rows = db
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Host, port, user and database name of a test database URL.
+pub struct UrlParts {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+}
+
+pub fn url_parts(url: &str) -> UrlParts {
+    let c: tokio_postgres::Config = url.parse().expect("database URL");
+    let host = match &c.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    UrlParts {
+        host,
+        port: c.get_ports().first().copied().unwrap_or(5432),
+        user: c.get_user().unwrap_or("postgres").to_string(),
+        dbname: c.get_dbname().expect("database name").to_string(),
+    }
+}
+
+/// `name` made unique, for secrets and other names tests share a server with.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}", Uuid::new_v4().simple())
 }
 
 /// Asserts the JSON error shape, its status and the field it names.
