@@ -12,20 +12,10 @@ use tokio_postgres::config::{Host, SslMode};
 
 use super::DbError;
 
-/// The RDS CA bundle, when `certs/rds-global-bundle.pem` existed at build time (see
-/// `certs/README.md`; `build.rs` sets the cfg).
-#[cfg(rds_ca_bundle)]
-const EMBEDDED_BUNDLE: Option<&[u8]> = Some(include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/certs/rds-global-bundle.pem"
-)));
-#[cfg(not(rds_ca_bundle))]
-const EMBEDDED_BUNDLE: Option<&[u8]> = None;
-
-/// Whether this binary carries the RDS CA bundle.
-pub fn has_embedded_bundle() -> bool {
-    EMBEDDED_BUNDLE.is_some()
-}
+/// The Amazon RDS CAs (every region) and the Amazon Trust Services roots RDS Proxy chains to,
+/// built into the binary so a Lambda package needs no certificate file; `certs/refresh` rebuilds
+/// it (see `certs/README.md`).
+const EMBEDDED_BUNDLE: &[u8] = include_bytes!("../../certs/rds-global-bundle.pem");
 
 /// Which CAs a TLS connection to the database trusts.
 #[derive(Clone, Default)]
@@ -42,7 +32,7 @@ pub enum CaSource {
 impl std::fmt::Debug for CaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CaSource::Embedded => write!(f, "Embedded(available: {})", has_embedded_bundle()),
+            CaSource::Embedded => f.write_str("Embedded"),
             CaSource::File(p) => f.debug_tuple("File").field(p).finish(),
             CaSource::Pem(p) => write!(f, "Pem({} bytes)", p.len()),
         }
@@ -60,16 +50,7 @@ impl CaSource {
 
     fn roots(&self) -> Result<RootCertStore, DbError> {
         let (what, pem): (String, std::borrow::Cow<'_, [u8]>) = match self {
-            CaSource::Embedded => {
-                match EMBEDDED_BUNDLE {
-                    Some(b) => ("the built-in RDS CA bundle".into(), b.into()),
-                    None => return Err(DbError::Config(
-                        "TLS to the database needs a CA bundle: set DB_CA_BUNDLE to a PEM file, \
-                         or build with certs/rds-global-bundle.pem present (see certs/README.md)"
-                            .into(),
-                    )),
-                }
-            }
+            CaSource::Embedded => ("the built-in RDS CA bundle".into(), EMBEDDED_BUNDLE.into()),
             CaSource::File(p) => (
                 format!("DB_CA_BUNDLE ({})", p.display()),
                 std::fs::read(p)
@@ -195,6 +176,32 @@ mod tests {
                 .starts_with("database configuration: DB_CA_BUNDLE"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn built_in_bundle_holds_every_certificate_of_the_file() {
+        let pem = std::str::from_utf8(EMBEDDED_BUNDLE).unwrap();
+        let in_file = pem.matches("-----BEGIN CERTIFICATE-----").count();
+        let roots = CaSource::Embedded
+            .roots()
+            .expect("the built-in bundle parses");
+        assert_eq!(roots.len(), in_file);
+        // Each region's three current-generation roots, and RDS Proxy's Amazon roots.
+        for region in ["us-east-1", "eu-west-1", "ap-southeast-2"] {
+            for kind in ["RSA2048 G1", "RSA4096 G1", "ECC384 G1"] {
+                let name = format!("Amazon RDS {region} Root CA {kind}");
+                assert!(pem.contains(&name), "{name} missing");
+            }
+        }
+        assert!(
+            pem.contains("# Amazon Root CA 1 "),
+            "RDS Proxy's root missing"
+        );
+        let mut c = cfg("postgresql://u@mydb.abc123.eu-west-1.rds.amazonaws.com/d");
+        assert!(matches!(
+            connector(&mut c, &CaSource::default()).unwrap(),
+            Connector::Tls(_)
+        ));
     }
 
     #[test]
