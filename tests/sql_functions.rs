@@ -198,3 +198,65 @@ async fn empty_fields_export_as_empty_strings_not_hashes_of_nothing() {
     assert_eq!(r.get::<_, String>(1), "");
     assert_eq!(r.get::<_, String>(2), "");
 }
+
+/// The member table's references are kept by triggers, not per-row foreign key checks: deleting
+/// a person (by plain SQL, as the wider app might) leaves its member row holding only hashes;
+/// deleting an audience takes its members with it. Member ids are time-ordered.
+#[tokio::test]
+async fn deletes_keep_member_references_and_member_ids_are_time_ordered() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    let people = t.people_in_segment(seg, "ref", 3).await;
+    let a = t
+        .create_audience(json!({"name": "Refs", "segment_id": seg}))
+        .await;
+    let id = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
+    t.db.query_one("SELECT * FROM sync_audience_members($1, 'full')", &[&id])
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = support::column(
+        &t.db,
+        "SELECT id FROM audience_member_sync WHERE audience_id = $1 ORDER BY person_id",
+        &[&id],
+    )
+    .await;
+    assert_eq!(ids.len(), 3);
+    for member in &ids {
+        assert_eq!(member.get_version_num(), 7, "{member}");
+    }
+    let later: Uuid =
+        t.db.query_one("SELECT audience_member_new_id()", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert!(ids.iter().all(|m| m < &later), "ids grow with time");
+
+    t.db.execute("DELETE FROM person WHERE id = $1", &[&people[0]])
+        .await
+        .unwrap();
+    let orphaned: i64 =
+        t.db.query_one(
+            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND person_id IS NULL",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        orphaned, 1,
+        "an erased person's row stays, without person_id"
+    );
+
+    t.db.execute("DELETE FROM custom_audience WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let left: i64 =
+        t.db.query_one(
+            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "an audience's members go with it");
+}
