@@ -55,19 +55,30 @@ impl Counters {
     }
 }
 
-/// One page of members with their contact data. The page is picked by the keyset index first;
+/// One page of members with their contact data. The page is picked by a keyset index first;
 /// each member's person row is then fetched by primary key (LATERAL), so the cost of a page
-/// never depends on how many people the database holds.
-const PAGE_SQL: &str = "\
-    SELECT m.id, m.hashes, m.is_synced, p.email, p.phone, p.first_name, p.last_name, p.city, \
-           p.state, p.zip, p.country, p.date_of_birth, p.gender, m.person_id \
-    FROM (SELECT id, person_id, hashes, is_synced FROM audience_member_sync \
-          WHERE audience_id = $1 AND person_id > $2 AND NOT removal_pending \
-            AND ($3 OR NOT is_synced) \
-          ORDER BY person_id LIMIT $4) m \
-    CROSS JOIN LATERAL (SELECT email, phone, first_name, last_name, city, state, zip, country, \
-                               date_of_birth, gender FROM person WHERE id = m.person_id) p \
-    ORDER BY m.person_id";
+/// never depends on how many people the database holds. `$3` is the page size.
+macro_rules! page_sql {
+    ($which:literal) => {
+        concat!(
+            "SELECT m.id, m.hashes, m.is_synced, p.email, p.phone, p.first_name, p.last_name, \
+                    p.city, p.state, p.zip, p.country, p.date_of_birth, p.gender, m.person_id \
+             FROM (SELECT id, person_id, hashes, is_synced FROM audience_member_sync \
+                   WHERE audience_id = $1 AND person_id > $2 AND NOT removal_pending ",
+            $which,
+            " ORDER BY person_id LIMIT $3) m \
+             CROSS JOIN LATERAL (SELECT email, phone, first_name, last_name, city, state, zip, \
+                                        country, date_of_birth, gender \
+                                 FROM person WHERE id = m.person_id) p \
+             ORDER BY m.person_id"
+        )
+    };
+}
+/// Every member (replace, update).
+const PAGE_ALL_SQL: &str = page_sql!("");
+/// Only the unsynced (add): written out, so the partial index of unsynced members serves it
+/// and an incremental sync reads what changed, not the whole audience.
+const PAGE_UNSYNCED_SQL: &str = page_sql!("AND NOT is_synced");
 
 fn person_fields(r: &Row) -> PersonFields<'_> {
     PersonFields {
@@ -191,8 +202,9 @@ pub async fn push<D: Destination>(
             save_checkpoint(db, &run, cursor, &c, dest).await?;
             return Ok((c, PassEnd::Paused));
         }
+        let sql = if all { PAGE_ALL_SQL } else { PAGE_UNSYNCED_SQL };
         let rows = db
-            .query(PAGE_SQL, &[&audience_id, &cursor, &all, &(BATCH as i64)])
+            .query(sql, &[&audience_id, &cursor, &(BATCH as i64)])
             .await?;
         let Some(last) = rows.last() else { break };
         cursor = last.get(13);

@@ -317,10 +317,11 @@ impl Run<'_> {
         };
         crate::segment::store::refresh(self.db, segment_id).await?;
         self.counters.erased = members::erased(self.db, self.audience.id).await?;
+        // sync_audience_members without the counts it returns (this sync counts what it does).
         self.db
-            .query_one(
-                "SELECT synced_count, failed_count FROM sync_audience_members($1, $2)",
-                &[&self.audience.id, &self.sync_type.as_str()],
+            .execute(
+                "SELECT audience_member_reconcile($1)",
+                &[&self.audience.id],
             )
             .await?;
         if self.audience.audience_type == AudienceType::Lookalike {

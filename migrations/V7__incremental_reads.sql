@@ -1,0 +1,69 @@
+-- Incremental syncs at a million members: what they read must follow the churn, not the audience.
+
+-- The members an incremental sync sends (joiners and earlier failures), by the keyset the sync
+-- pages them in; without it each incremental sync walked every member to find the few unsynced.
+CREATE INDEX idx_audience_member_sync_unsynced ON audience_member_sync (audience_id, person_id)
+    WHERE NOT is_synced AND NOT removal_pending;
+
+-- The membership diff of sync_audience_members, without the counts it returns: the sync engine
+-- calls this one (it counts what it did itself), so a sync scans the audience once, not twice.
+CREATE FUNCTION audience_member_reconcile(p_audience_id UUID)
+RETURNS VOID
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- The lock a foreign key check would take, once: the audience cannot be deleted (and its
+    -- members with it) while this transaction inserts members for it.
+    PERFORM 1 FROM custom_audience WHERE id = p_audience_id FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'audience % does not exist', p_audience_id USING ERRCODE = 'no_data_found';
+    END IF;
+
+    DROP TABLE IF EXISTS pg_temp.audience_member_diff;
+    CREATE TEMP TABLE audience_member_diff ON COMMIT DROP AS
+    SELECT e.person_id, m.id AS member_id, m.removal_pending, m.sent
+    FROM audience_eligible_persons(p_audience_id) e
+    FULL JOIN (SELECT a.id, a.person_id, a.removal_pending, a.hashes IS NOT NULL AS sent
+               FROM audience_member_sync a WHERE a.audience_id = p_audience_id) m
+           ON m.person_id = e.person_id
+    WHERE m.id IS NULL
+       OR (e.person_id IS NULL AND NOT m.removal_pending)
+       OR (e.person_id IS NOT NULL AND m.removal_pending);
+    ANALYZE pg_temp.audience_member_diff;
+
+    -- Only this sync (which holds the audience's lock) writes its members: no conflicts here.
+    -- In person order, as the unique (audience_id, person_id) index wants them.
+    INSERT INTO audience_member_sync (audience_id, person_id)
+    SELECT p_audience_id, d.person_id FROM pg_temp.audience_member_diff d
+    WHERE d.member_id IS NULL
+    ORDER BY d.person_id;
+
+    UPDATE audience_member_sync a SET removal_pending = false, updated_at = now()
+    FROM pg_temp.audience_member_diff d
+    WHERE a.id = d.member_id AND d.person_id IS NOT NULL AND d.removal_pending;
+
+    DELETE FROM audience_member_sync a USING pg_temp.audience_member_diff d
+    WHERE a.id = d.member_id AND d.person_id IS NULL AND NOT d.sent;
+
+    UPDATE audience_member_sync a SET removal_pending = true, is_synced = false, updated_at = now()
+    FROM pg_temp.audience_member_diff d
+    WHERE a.id = d.member_id AND d.person_id IS NULL AND d.sent;
+END
+$$
+SET work_mem = '128MB';
+
+CREATE OR REPLACE FUNCTION sync_audience_members(p_audience_id UUID, p_sync_type TEXT DEFAULT 'incremental')
+RETURNS TABLE (synced_count INT, failed_count INT)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_sync_type IS NULL OR p_sync_type NOT IN ('full', 'incremental', 'update') THEN
+        RAISE EXCEPTION 'sync type must be full, incremental or update, not %', p_sync_type
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM audience_member_reconcile(p_audience_id);
+    RETURN QUERY
+    SELECT (count(*) FILTER (WHERE m.is_synced))::INT,
+           (count(*) FILTER (WHERE m.failure_reason IS NOT NULL))::INT
+    FROM audience_member_sync m
+    WHERE m.audience_id = p_audience_id AND NOT m.removal_pending;
+END
+$$;
