@@ -183,8 +183,14 @@ async fn save_checkpoint<D: Destination>(
 }
 
 /// Sends the members the pass selects to `dest`, a page at a time from `run.from` on.
+///
+/// Pages are read on `reader` while the page before is hashed, sent and marked on `db`: with a
+/// second connection the two run side by side on the server (a sync spends about as long
+/// reading pages as writing what was accepted). `reader` may be `db` itself; then the reads
+/// queue behind the writes on one connection.
 pub async fn push<D: Destination>(
     db: &Client,
+    reader: &Client,
     audience_id: Uuid,
     mut run: PassRun,
     dest: &mut D,
@@ -194,66 +200,92 @@ pub async fn push<D: Destination>(
     let mut c = std::mem::take(&mut run.counters);
     let mut hasher = Hasher::new();
     let mut outbox = Outbox::default();
+    let sql = if pass == Pass::Add {
+        PAGE_UNSYNCED_SQL
+    } else {
+        PAGE_ALL_SQL
+    };
+    let fetch = |after: Uuid| async move {
+        reader
+            .query(sql, &[&audience_id, &after, &(BATCH as i64)])
+            .await
+    };
+    // Everything up to here has been handled.
     let mut cursor = run.from;
-    let all = pass != Pass::Add;
-    loop {
+    let mut page = fetch(cursor).await?;
+    while let Some(last) = page.last() {
         if run.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            // The page read ahead is simply read again by the invocation that resumes.
             outbox.flush(db, dest, &mut c, Flush::Drain, &run).await?;
             save_checkpoint(db, &run, cursor, &c, dest).await?;
             return Ok((c, PassEnd::Paused));
         }
-        let sql = if all { PAGE_ALL_SQL } else { PAGE_UNSYNCED_SQL };
-        let rows = db
-            .query(sql, &[&audience_id, &cursor, &(BATCH as i64)])
-            .await?;
-        let Some(last) = rows.last() else { break };
-        cursor = last.get(13);
-        let mut failed = Failures::default();
-        for r in &rows {
-            c.examined += 1;
-            let id: Uuid = r.get(0);
-            let old: Option<Vec<u8>> = r.get(1);
-            let fields = person_fields(r);
-            let hashed = hasher.hash_person(&fields);
-            if !hashed.is_sendable() {
-                c.no_identifier += 1;
-                let reason = unsendable_reason(&fields)
-                    .unwrap_or("no usable email or phone")
-                    .to_string();
-                failed.push(id, reason);
-                if let (Some(old), true) = (old, pass != Pass::Replace) {
-                    outbox.removals.push((id, old));
-                }
-                continue;
-            }
-            let new = hashed.to_bytes();
-            match old {
-                Some(old) if pass == Pass::Update && r.get::<_, bool>(2) && old == new => {
-                    c.unchanged += 1;
-                    continue;
-                }
-                Some(old) if pass != Pass::Replace && old != new => {
-                    c.changed += 1;
-                    outbox.removals.push((id, old));
-                }
-                _ => {}
-            }
-            outbox.adds.push(Pending {
-                id,
-                key: r.get(13),
-                row: hashed,
-                bytes: new,
-            });
-        }
-        failed.write(db).await?;
-        outbox.flush(db, dest, &mut c, Flush::Full, &run).await?;
-        progress.advance(rows.len() as u64);
+        let end: Uuid = last.get(13);
+        let handle = async {
+            let failed = examine(&page, pass, &mut hasher, &mut outbox, &mut c);
+            failed.write(db).await?;
+            outbox.flush(db, dest, &mut c, Flush::Full, &run).await
+        };
+        let (next, handled) = tokio::join!(fetch(end), handle);
+        handled?;
+        progress.advance(page.len() as u64);
+        cursor = end;
+        page = next?;
     }
     outbox.flush(db, dest, &mut c, Flush::Last, &run).await?;
     if dest.needs_closing() {
         close_session(db, audience_id, dest).await?;
     }
     Ok((c, PassEnd::Done))
+}
+
+/// Hashes a page of members and sorts them: into the outbox (to add, to remove first), or
+/// among the failures returned (no usable identifier).
+fn examine(
+    rows: &[Row],
+    pass: Pass,
+    hasher: &mut Hasher,
+    outbox: &mut Outbox,
+    c: &mut Counters,
+) -> Failures {
+    let mut failed = Failures::default();
+    for r in rows {
+        c.examined += 1;
+        let id: Uuid = r.get(0);
+        let old: Option<Vec<u8>> = r.get(1);
+        let fields = person_fields(r);
+        let hashed = hasher.hash_person(&fields);
+        if !hashed.is_sendable() {
+            c.no_identifier += 1;
+            let reason = unsendable_reason(&fields)
+                .unwrap_or("no usable email or phone")
+                .to_string();
+            failed.push(id, reason);
+            if let (Some(old), true) = (old, pass != Pass::Replace) {
+                outbox.removals.push((id, old));
+            }
+            continue;
+        }
+        let new = hashed.to_bytes();
+        match old {
+            Some(old) if pass == Pass::Update && r.get::<_, bool>(2) && old == new => {
+                c.unchanged += 1;
+                continue;
+            }
+            Some(old) if pass != Pass::Replace && old != new => {
+                c.changed += 1;
+                outbox.removals.push((id, old));
+            }
+            _ => {}
+        }
+        outbox.adds.push(Pending {
+            id,
+            key: r.get(13),
+            row: hashed,
+            bytes: new,
+        });
+    }
+    failed
 }
 
 /// A replace session left open by a paused invocation, when nothing was left to send: its last

@@ -167,6 +167,19 @@ pub async fn run_until(
     result
 }
 
+/// A second connection, when the pool has one idle or room for one: never waited for, since
+/// another task (a scheduler pass, a request) may hold the rest.
+async fn spare_connection(pool: &deadpool_postgres::Pool) -> Option<deadpool_postgres::Object> {
+    let status = pool.status();
+    if status.available == 0 && status.size >= status.max_size {
+        return None;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(2), pool.get())
+        .await
+        .ok()?
+        .ok()
+}
+
 /// Meta closes a replace session 90 minutes after its first batch; past this, start afresh.
 const REPLACE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(80);
 
@@ -200,8 +213,10 @@ async fn run_locked(
         }
     };
     let resumed = checkpoint.is_some();
+    let spare = spare_connection(&app.pool).await;
     let mut run = Run {
         db,
+        reader: spare.as_ref().map_or(db, |c| &***c),
         audience,
         sync_type,
         log_id,
@@ -285,6 +300,8 @@ pub const LOOKALIKE_MIN_SEED: i64 = 100;
 /// One sync in progress.
 struct Run<'a> {
     db: &'a Client,
+    /// Where pages of members are read (a second connection when the pool has one to spare).
+    reader: &'a Client,
     audience: Audience,
     sync_type: SyncType,
     log_id: Uuid,
@@ -319,10 +336,7 @@ impl Run<'_> {
         self.counters.erased = members::erased(self.db, self.audience.id).await?;
         // sync_audience_members without the counts it returns (this sync counts what it does).
         self.db
-            .execute(
-                "SELECT audience_member_reconcile($1)",
-                &[&self.audience.id],
-            )
+            .execute("SELECT audience_member_reconcile($1)", &[&self.audience.id])
             .await?;
         if self.audience.audience_type == AudienceType::Lookalike {
             let eligible: i64 = self
@@ -386,7 +400,7 @@ impl Run<'_> {
             deadline: self.deadline,
             log_id: self.log_id,
         };
-        let (mut c, end) = members::push(db, id, run, dest, self.progress).await?;
+        let (mut c, end) = members::push(db, self.reader, id, run, dest, self.progress).await?;
         self.end = end;
         if end == PassEnd::Done && pass == Pass::Replace {
             if c.sent == 0 {
