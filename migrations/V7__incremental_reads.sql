@@ -5,8 +5,11 @@
 CREATE INDEX idx_audience_member_sync_unsynced ON audience_member_sync (audience_id, person_id)
     WHERE NOT is_synced AND NOT removal_pending;
 
--- The membership diff of sync_audience_members, without the counts it returns: the sync engine
--- calls this one (it counts what it did itself), so a sync scans the audience once, not twice.
+-- The membership diff of sync_audience_members (V3), without the counts it returns: the sync
+-- engine calls this one (it counts what it did itself), so a sync scans the audience once, not
+-- twice. Changed from V3: the audience row is locked as a foreign key check would (V6 dropped
+-- those), and joiners are inserted in person order, as the unique (audience_id, person_id)
+-- index wants them.
 CREATE FUNCTION audience_member_reconcile(p_audience_id UUID)
 RETURNS VOID
 LANGUAGE plpgsql AS $$
@@ -31,7 +34,6 @@ BEGIN
     ANALYZE pg_temp.audience_member_diff;
 
     -- Only this sync (which holds the audience's lock) writes its members: no conflicts here.
-    -- In person order, as the unique (audience_id, person_id) index wants them.
     INSERT INTO audience_member_sync (audience_id, person_id)
     SELECT p_audience_id, d.person_id FROM pg_temp.audience_member_diff d
     WHERE d.member_id IS NULL
