@@ -5,11 +5,11 @@
 CREATE INDEX idx_audience_member_sync_unsynced ON audience_member_sync (audience_id, person_id)
     WHERE NOT is_synced AND NOT removal_pending;
 
--- The membership diff of sync_audience_members (V3), without the counts it returns: the sync
--- engine calls this one (it counts what it did itself), so a sync scans the audience once, not
--- twice. Changed from V3: the audience row is locked as a foreign key check would (V6 dropped
--- those), and joiners are inserted in person order, as the unique (audience_id, person_id)
--- index wants them.
+-- The membership diff of sync_audience_members (V3), as the sync engine uses it: joiners go to
+-- audience_member_joiner (V6) for the sync to write their rows once, with hashes; leavers are
+-- flagged or deleted as before; no counts (the sync counts what it did itself, so it scans the
+-- audience once, not twice). The audience row is locked as a foreign key check would (V6 dropped
+-- those); joiners are listed in person order, as the primary key wants them.
 CREATE FUNCTION audience_member_reconcile(p_audience_id UUID)
 RETURNS VOID
 LANGUAGE plpgsql AS $$
@@ -20,6 +20,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'audience % does not exist', p_audience_id USING ERRCODE = 'no_data_found';
     END IF;
+
+    -- Joiners of an earlier, abandoned sync: this diff finds them again.
+    DELETE FROM audience_member_joiner WHERE audience_id = p_audience_id;
 
     DROP TABLE IF EXISTS pg_temp.audience_member_diff;
     CREATE TEMP TABLE audience_member_diff ON COMMIT DROP AS
@@ -34,7 +37,7 @@ BEGIN
     ANALYZE pg_temp.audience_member_diff;
 
     -- Only this sync (which holds the audience's lock) writes its members: no conflicts here.
-    INSERT INTO audience_member_sync (audience_id, person_id)
+    INSERT INTO audience_member_joiner (audience_id, person_id)
     SELECT p_audience_id, d.person_id FROM pg_temp.audience_member_diff d
     WHERE d.member_id IS NULL
     ORDER BY d.person_id;
@@ -62,6 +65,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM audience_member_reconcile(p_audience_id);
+    -- As documented for other tools: joiners become unsynced member rows at once.
+    INSERT INTO audience_member_sync (audience_id, person_id)
+    SELECT j.audience_id, j.person_id FROM audience_member_joiner j
+    WHERE j.audience_id = p_audience_id
+    ORDER BY j.person_id;
+    DELETE FROM audience_member_joiner WHERE audience_id = p_audience_id;
     RETURN QUERY
     SELECT (count(*) FILTER (WHERE m.is_synced))::INT,
            (count(*) FILTER (WHERE m.failure_reason IS NOT NULL))::INT

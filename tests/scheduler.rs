@@ -239,10 +239,29 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
         0,
         "a replace shows only once complete"
     );
+    // Joiners get their member row once, when accepted: the rest wait on the joiner list.
+    let counts = |sql: &'static str| {
+        let db = &t.db;
+        async move { db.query_one(sql, &[&id]).await.unwrap().get::<_, i64>(0) }
+    };
+    let waiting =
+        counts("SELECT count(*) FROM audience_member_joiner WHERE audience_id = $1").await;
+    let written = counts("SELECT count(*) FROM audience_member_sync WHERE audience_id = $1").await;
+    assert!(waiting > 0, "a paused first sync has joiners left");
+    assert_eq!(waiting + written, 25_000, "each member in one place");
 
     let summary = tick(&t.app, &opts(60)).await.unwrap();
     assert_eq!((summary.resumed, summary.completed), (1, 1), "{summary:?}");
     assert_eq!(fake.member_count(&meta), 25_000);
+    assert_eq!(
+        counts("SELECT count(*) FROM audience_member_joiner WHERE audience_id = $1").await,
+        0
+    );
+    assert_eq!(
+        counts("SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND is_synced")
+            .await,
+        25_000
+    );
     let batches = replace_batches(&fake).await;
     assert_eq!(
         batches.iter().map(|b| b.1).collect::<Vec<_>>(),

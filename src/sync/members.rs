@@ -55,18 +55,23 @@ impl Counters {
     }
 }
 
-/// One page of members with their contact data. The page is picked by a keyset index first;
-/// each member's person row is then fetched by primary key (LATERAL), so the cost of a page
-/// never depends on how many people the database holds. `$3` is the page size.
+/// One page of members with their contact data: member rows merged, in person order, with the
+/// joiners the diff listed (no member row yet: a NULL id). Each side is picked by a keyset index
+/// first; each person row is then fetched by primary key (LATERAL), so the cost of a page never
+/// depends on how many people the database holds. `$3` is the page size.
 macro_rules! page_sql {
     ($which:literal) => {
         concat!(
             "SELECT m.id, m.hashes, m.is_synced, p.email, p.phone, p.first_name, p.last_name, \
                     p.city, p.state, p.zip, p.country, p.date_of_birth, p.gender, m.person_id \
-             FROM (SELECT id, person_id, hashes, is_synced FROM audience_member_sync \
-                   WHERE audience_id = $1 AND person_id > $2 AND NOT removal_pending ",
+             FROM ((SELECT id, person_id, hashes, is_synced FROM audience_member_sync \
+                    WHERE audience_id = $1 AND person_id > $2 AND NOT removal_pending ",
             $which,
-            " ORDER BY person_id LIMIT $3) m \
+            "       ORDER BY person_id LIMIT $3) \
+                   UNION ALL \
+                   (SELECT NULL::uuid, person_id, NULL::bytea, false FROM audience_member_joiner \
+                    WHERE audience_id = $1 AND person_id > $2 ORDER BY person_id LIMIT $3) \
+                   ORDER BY person_id LIMIT $3) m \
              CROSS JOIN LATERAL (SELECT email, phone, first_name, last_name, city, state, zip, \
                                         country, date_of_birth, gender \
                                  FROM person WHERE id = m.person_id) p \
@@ -74,11 +79,28 @@ macro_rules! page_sql {
         )
     };
 }
-/// Every member (replace, update).
+/// Every member and joiner (replace, update).
 const PAGE_ALL_SQL: &str = page_sql!("");
-/// Only the unsynced (add): written out, so the partial index of unsynced members serves it
-/// and an incremental sync reads what changed, not the whole audience.
+/// Only the unsynced members, and the joiners (add): written out, so the partial index of
+/// unsynced members serves it and an incremental sync reads what changed, not the whole audience.
 const PAGE_UNSYNCED_SQL: &str = page_sql!("AND NOT is_synced");
+
+/// Whose row a page line is: a member's (its row id), or a joiner's (its person id; the row is
+/// written once, when the sync knows what to put in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Member(Uuid),
+    Joiner(Uuid),
+}
+
+impl Who {
+    fn of(r: &Row) -> Who {
+        match r.get::<_, Option<Uuid>>(0) {
+            Some(id) => Who::Member(id),
+            None => Who::Joiner(r.get(13)),
+        }
+    }
+}
 
 fn person_fields(r: &Row) -> PersonFields<'_> {
     PersonFields {
@@ -111,9 +133,10 @@ pub async fn count(db: &Client, audience_id: Uuid, pass: Pass) -> Result<u64> {
     let all = pass != Pass::Add;
     let row = db
         .query_one(
-            "SELECT count(*) FROM audience_member_sync m \
-             WHERE m.audience_id = $1 AND NOT m.removal_pending AND m.person_id IS NOT NULL \
-               AND ($2 OR NOT m.is_synced)",
+            "SELECT (SELECT count(*) FROM audience_member_sync m \
+                     WHERE m.audience_id = $1 AND NOT m.removal_pending AND m.person_id IS NOT NULL \
+                       AND ($2 OR NOT m.is_synced)) \
+                  + (SELECT count(*) FROM audience_member_joiner WHERE audience_id = $1)",
             &[&audience_id, &all],
         )
         .await?;
@@ -199,7 +222,7 @@ pub async fn push<D: Destination>(
     let pass = run.pass;
     let mut c = std::mem::take(&mut run.counters);
     let mut hasher = Hasher::new();
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox::new(audience_id);
     let sql = if pass == Pass::Add {
         PAGE_UNSYNCED_SQL
     } else {
@@ -223,7 +246,7 @@ pub async fn push<D: Destination>(
         let end: Uuid = last.get(13);
         let handle = async {
             let failed = examine(&page, pass, &mut hasher, &mut outbox, &mut c);
-            failed.write(db).await?;
+            failed.write(db, audience_id).await?;
             outbox.flush(db, dest, &mut c, Flush::Full, &run).await
         };
         let (next, handled) = tokio::join!(fetch(end), handle);
@@ -236,6 +259,12 @@ pub async fn push<D: Destination>(
     if dest.needs_closing() {
         close_session(db, audience_id, dest).await?;
     }
+    // Joiners whose person was deleted meanwhile were never read: nothing to keep them for.
+    db.execute(
+        "DELETE FROM audience_member_joiner WHERE audience_id = $1",
+        &[&audience_id],
+    )
+    .await?;
     Ok((c, PassEnd::Done))
 }
 
@@ -251,7 +280,7 @@ fn examine(
     let mut failed = Failures::default();
     for r in rows {
         c.examined += 1;
-        let id: Uuid = r.get(0);
+        let who = Who::of(r);
         let old: Option<Vec<u8>> = r.get(1);
         let fields = person_fields(r);
         let hashed = hasher.hash_person(&fields);
@@ -260,8 +289,8 @@ fn examine(
             let reason = unsendable_reason(&fields)
                 .unwrap_or("no usable email or phone")
                 .to_string();
-            failed.push(id, reason);
-            if let (Some(old), true) = (old, pass != Pass::Replace) {
+            failed.push(who, reason);
+            if let (Some(old), Who::Member(id), true) = (old, who, pass != Pass::Replace) {
                 outbox.removals.push((id, old));
             }
             continue;
@@ -273,13 +302,15 @@ fn examine(
                 continue;
             }
             Some(old) if pass != Pass::Replace && old != new => {
-                c.changed += 1;
-                outbox.removals.push((id, old));
+                if let Who::Member(id) = who {
+                    c.changed += 1;
+                    outbox.removals.push((id, old));
+                }
             }
             _ => {}
         }
         outbox.adds.push(Pending {
-            id,
+            who,
             key: r.get(13),
             row: hashed,
             bytes: new,
@@ -317,21 +348,30 @@ enum Flush {
 
 /// Rows waiting to go out. Adds are held back until more than a batch is waiting, so the last
 /// batch of a replace session is known to be the last and is never empty.
-/// A member on its way out: its row id, its keyset position (person id), its hashes.
+/// A member on its way out: whose row, its keyset position (person id), its hashes.
 struct Pending {
-    id: Uuid,
+    who: Who,
     key: Uuid,
     row: HashedRow,
     bytes: Vec<u8>,
 }
 
-#[derive(Default)]
 struct Outbox {
+    audience_id: Uuid,
     adds: Vec<Pending>,
+    /// Member row ids with the hashes the destination holds for them.
     removals: Vec<(Uuid, Vec<u8>)>,
 }
 
 impl Outbox {
+    fn new(audience_id: Uuid) -> Self {
+        Outbox {
+            audience_id,
+            adds: Vec::new(),
+            removals: Vec::new(),
+        }
+    }
+
     async fn flush<D: Destination>(
         &mut self,
         db: &Client,
@@ -349,15 +389,15 @@ impl Outbox {
             if remove_batch(db, dest, &batch, c).await? == Removal::Deferred {
                 // Their old hashes stay stored (and in Meta) until a later sync removes them;
                 // adding the new ones now would lose track of the old.
-                let kept: HashSet<Uuid> = batch.iter().map(|(id, _)| *id).collect();
-                self.adds.retain(|p| !kept.contains(&p.id));
+                let kept: HashSet<Who> = batch.iter().map(|(id, _)| Who::Member(*id)).collect();
+                self.adds.retain(|p| !kept.contains(&p.who));
             }
         }
         while !self.adds.is_empty() && (mode != Flush::Full || self.adds.len() > BATCH) {
             let n = self.adds.len().min(BATCH);
             let batch: Vec<_> = self.adds.drain(..n).collect();
             let is_last = mode == Flush::Last && self.adds.is_empty();
-            add_batch(db, dest, &batch, is_last, c).await?;
+            add_batch(db, dest, self.audience_id, &batch, is_last, c).await?;
             let sent_up_to = batch.last().map_or(run.from, |p| p.key);
             save_checkpoint(db, run, sent_up_to, c, dest).await?;
         }
@@ -368,6 +408,7 @@ impl Outbox {
 async fn add_batch<D: Destination>(
     db: &Client,
     dest: &mut D,
+    audience_id: Uuid,
     batch: &[Pending],
     last: bool,
     c: &mut Counters,
@@ -375,34 +416,35 @@ async fn add_batch<D: Destination>(
     let rows: Vec<&HashedRow> = batch.iter().map(|p| &p.row).collect();
     c.sent += batch.len() as u64;
     let accepted = dest.send(&rows, last).await?;
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut hashes = Vec::with_capacity(batch.len());
+    let mut synced = Rows::default();
     let mut rejected = Failures::default();
     for (i, p) in batch.iter().enumerate() {
         if accepted.invalid.contains(&i) {
             rejected.push(
-                p.id,
+                p.who,
                 "Meta rejected this member's identifiers as invalid".into(),
             );
         } else {
-            ids.push(p.id);
-            hashes.push(p.bytes.as_slice());
+            synced.push(p.who, p.bytes.as_slice());
         }
     }
     // Members Meta counted as invalid without quoting them stay marked synced (the batch was
     // accepted) but are counted, so the log tells the truth.
-    c.accepted += (ids.len() as u64).saturating_sub(accepted.unidentified);
-    c.rejected_by_meta += rejected.ids.len() as u64 + accepted.unidentified;
-    c.rejected_quoted += rejected.ids.len() as u64;
-    by_id(
-        db,
-        "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.h, \
-                failure_reason = NULL, updated_at = now() \
-         FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, h) WHERE m.id = u.id",
-        &[&ids, &hashes],
-    )
-    .await?;
-    rejected.write(db).await
+    c.accepted += (synced.len() as u64).saturating_sub(accepted.unidentified);
+    c.rejected_by_meta += rejected.0.len() as u64 + accepted.unidentified;
+    c.rejected_quoted += rejected.0.len() as u64;
+    synced
+        .write(
+            db,
+            audience_id,
+            "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.v, \
+                    failure_reason = NULL, updated_at = now() \
+             FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, v) WHERE m.id = u.id",
+            "INSERT INTO audience_member_sync (audience_id, person_id, is_synced, synced_at, hashes) \
+             SELECT $1, u.p, true, now(), u.v FROM UNNEST($2::uuid[], $3::bytea[]) AS u(p, v)",
+        )
+        .await?;
+    rejected.write(db, audience_id).await
 }
 
 /// Removes stored hashes from the destination; the rows of leavers go, the others keep no
@@ -504,9 +546,9 @@ pub async fn settle_replace(
     Ok(removed)
 }
 
-/// Runs a batch write joined to a page of ids as index lookups. With the statistics of a
-/// table that a sync has just filled, the planner would rather hash the whole table for every
-/// batch, which makes a sync quadratic in the audience's size.
+/// Runs a batch write joined to a page of (member or person) ids as index lookups. With the
+/// statistics of a table that a sync has just filled, the planner would rather hash (or filter)
+/// the whole table for every batch, which makes a sync quadratic in the audience's size.
 async fn by_id(
     db: &Client,
     sql: &str,
@@ -526,31 +568,93 @@ async fn by_id(
     }
 }
 
-/// Members that cannot be sent, and why: written a page at a time.
-#[derive(Default)]
-struct Failures {
+/// Rows to write after a page or a batch, each with a value (its hashes, or why it failed):
+/// members' rows are updated by id, joiners' rows inserted, once, and taken off the joiner list
+/// in the same statement.
+struct Rows<V> {
     ids: Vec<Uuid>,
-    reasons: Vec<String>,
+    values: Vec<V>,
+    persons: Vec<Uuid>,
+    joiner_values: Vec<V>,
 }
 
-impl Failures {
-    fn push(&mut self, id: Uuid, reason: String) {
-        self.ids.push(id);
-        self.reasons.push(reason);
+impl<V> Default for Rows<V> {
+    fn default() -> Self {
+        Rows {
+            ids: Vec::new(),
+            values: Vec::new(),
+            persons: Vec::new(),
+            joiner_values: Vec::new(),
+        }
+    }
+}
+
+impl<V: tokio_postgres::types::ToSql + Sync> Rows<V> {
+    fn push(&mut self, who: Who, value: V) {
+        match who {
+            Who::Member(id) => {
+                self.ids.push(id);
+                self.values.push(value);
+            }
+            Who::Joiner(person) => {
+                self.persons.push(person);
+                self.joiner_values.push(value);
+            }
+        }
     }
 
-    async fn write(&self, db: &Client) -> Result<()> {
-        if self.ids.is_empty() {
-            return Ok(());
+    fn len(&self) -> usize {
+        self.ids.len() + self.persons.len()
+    }
+
+    /// `update` sets members' rows from `UNNEST($1 ids, $2 values) AS u(id, v)`; `insert` makes
+    /// joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values) AS u(p, v)`.
+    async fn write(
+        &self,
+        db: &Client,
+        audience_id: Uuid,
+        update: &str,
+        insert: &str,
+    ) -> Result<()> {
+        if !self.ids.is_empty() {
+            by_id(db, update, &[&self.ids, &self.values]).await?;
         }
-        by_id(
-            db,
-            "UPDATE audience_member_sync m SET is_synced = false, failure_reason = u.r, \
-                    updated_at = now() \
-             FROM UNNEST($1::uuid[], $2::text[]) AS u(id, r) WHERE m.id = u.id",
-            &[&self.ids, &self.reasons],
-        )
-        .await?;
+        if !self.persons.is_empty() {
+            let sql = format!(
+                "WITH listed AS (DELETE FROM audience_member_joiner j USING UNNEST($2::uuid[]) AS d(p) \
+                                 WHERE j.audience_id = $1 AND j.person_id = d.p) {insert}"
+            );
+            by_id(
+                db,
+                &sql,
+                &[&audience_id, &self.persons, &self.joiner_values],
+            )
+            .await?;
+        }
         Ok(())
+    }
+}
+
+/// Members that cannot be sent, and why: written a page at a time.
+#[derive(Default)]
+struct Failures(Rows<String>);
+
+impl Failures {
+    fn push(&mut self, who: Who, reason: String) {
+        self.0.push(who, reason);
+    }
+
+    async fn write(&self, db: &Client, audience_id: Uuid) -> Result<()> {
+        self.0
+            .write(
+                db,
+                audience_id,
+                "UPDATE audience_member_sync m SET is_synced = false, failure_reason = u.v, \
+                        updated_at = now() \
+                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, v) WHERE m.id = u.id",
+                "INSERT INTO audience_member_sync (audience_id, person_id, failure_reason) \
+                 SELECT $1, u.p, u.v FROM UNNEST($2::uuid[], $3::text[]) AS u(p, v)",
+            )
+            .await
     }
 }

@@ -342,8 +342,9 @@ impl Run<'_> {
             let eligible: i64 = self
                 .db
                 .query_one(
-                    "SELECT count(*) FROM audience_member_sync \
-                     WHERE audience_id = $1 AND NOT removal_pending",
+                    "SELECT (SELECT count(*) FROM audience_member_sync \
+                             WHERE audience_id = $1 AND NOT removal_pending) \
+                          + (SELECT count(*) FROM audience_member_joiner WHERE audience_id = $1)",
                     &[&self.audience.id],
                 )
                 .await?
