@@ -47,10 +47,14 @@ CREATE TRIGGER person_deletes_leave_member_hashes AFTER DELETE ON person
 --    writes (a new row version and new index entries): for a million joiners ~7 s + ~12 s.
 --    A person deleted meanwhile is simply never read (the sync joins each joiner to its person);
 --    what is left here when a sync finishes is cleared, and the next diff starts afresh.
+--    Rows are keyed by the list they belong to (the sync's log row id), not by audience: the rows
+--    a sync deleted stay in the index until vacuumed, and a later sync of the audience that
+--    paged by audience would walk over all of them on every page.
 CREATE TABLE audience_member_joiner (
+    list_id     UUID NOT NULL,
     audience_id UUID NOT NULL,
     person_id   UUID NOT NULL,
-    PRIMARY KEY (audience_id, person_id)
+    PRIMARY KEY (list_id, person_id)
 );
 
 -- 3. Time-ordered member ids (UUID version 7: 48 bits of Unix milliseconds, then random bits).

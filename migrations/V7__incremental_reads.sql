@@ -10,7 +10,7 @@ CREATE INDEX idx_audience_member_sync_unsynced ON audience_member_sync (audience
 -- flagged or deleted as before; no counts (the sync counts what it did itself, so it scans the
 -- audience once, not twice). The audience row is locked as a foreign key check would (V6 dropped
 -- those); joiners are listed in person order, as the primary key wants them.
-CREATE FUNCTION audience_member_reconcile(p_audience_id UUID)
+CREATE FUNCTION audience_member_reconcile(p_audience_id UUID, p_list_id UUID)
 RETURNS VOID
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -21,7 +21,7 @@ BEGIN
         RAISE EXCEPTION 'audience % does not exist', p_audience_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    -- Joiners of an earlier, abandoned sync: this diff finds them again.
+    -- Joiners listed by an earlier, abandoned sync: this diff finds them again.
     DELETE FROM audience_member_joiner WHERE audience_id = p_audience_id;
 
     DROP TABLE IF EXISTS pg_temp.audience_member_diff;
@@ -37,8 +37,8 @@ BEGIN
     ANALYZE pg_temp.audience_member_diff;
 
     -- Only this sync (which holds the audience's lock) writes its members: no conflicts here.
-    INSERT INTO audience_member_joiner (audience_id, person_id)
-    SELECT p_audience_id, d.person_id FROM pg_temp.audience_member_diff d
+    INSERT INTO audience_member_joiner (list_id, audience_id, person_id)
+    SELECT p_list_id, p_audience_id, d.person_id FROM pg_temp.audience_member_diff d
     WHERE d.member_id IS NULL
     ORDER BY d.person_id;
 
@@ -59,22 +59,68 @@ SET work_mem = '128MB';
 CREATE OR REPLACE FUNCTION sync_audience_members(p_audience_id UUID, p_sync_type TEXT DEFAULT 'incremental')
 RETURNS TABLE (synced_count INT, failed_count INT)
 LANGUAGE plpgsql AS $$
+DECLARE
+    list UUID := gen_random_uuid();
 BEGIN
     IF p_sync_type IS NULL OR p_sync_type NOT IN ('full', 'incremental', 'update') THEN
         RAISE EXCEPTION 'sync type must be full, incremental or update, not %', p_sync_type
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM audience_member_reconcile(p_audience_id);
+    PERFORM audience_member_reconcile(p_audience_id, list);
     -- As documented for other tools: joiners become unsynced member rows at once.
     INSERT INTO audience_member_sync (audience_id, person_id)
     SELECT j.audience_id, j.person_id FROM audience_member_joiner j
-    WHERE j.audience_id = p_audience_id
+    WHERE j.list_id = list
     ORDER BY j.person_id;
-    DELETE FROM audience_member_joiner WHERE audience_id = p_audience_id;
+    DELETE FROM audience_member_joiner WHERE list_id = list;
     RETURN QUERY
     SELECT (count(*) FILTER (WHERE m.is_synced))::INT,
            (count(*) FILTER (WHERE m.failure_reason IS NOT NULL))::INT
     FROM audience_member_sync m
     WHERE m.audience_id = p_audience_id AND NOT m.removal_pending;
+END
+$$;
+
+-- A page of the members a sync sends, in person order: member rows (all, or only the unsynced)
+-- merged with the joiners the diff listed (no member row yet: a NULL id).
+-- Keyset pages must be read along the indexes. Right after a sync has written a million rows the
+-- table's statistics still describe the old table, and the planner, believing the audience
+-- small, would rather sort the whole audience for every page (seen: 1 s a page instead of
+-- 20 ms). Sorting and bitmap scans are therefore off inside this function, for its plans only.
+CREATE FUNCTION audience_member_page(p_audience_id UUID, p_list_id UUID, p_after UUID,
+                                     p_limit INT, p_unsynced_only BOOLEAN)
+RETURNS TABLE (id UUID, person_id UUID, hashes BYTEA, is_synced BOOLEAN)
+LANGUAGE plpgsql STABLE
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    IF p_unsynced_only THEN
+        -- Written out, so that the partial index of unsynced members serves it.
+        RETURN QUERY
+        SELECT m.id, m.person_id, m.hashes, m.is_synced
+        FROM ((SELECT a.id, a.person_id, a.hashes, a.is_synced FROM audience_member_sync a
+               WHERE a.audience_id = p_audience_id AND a.person_id > p_after
+                 AND NOT a.removal_pending AND NOT a.is_synced
+               ORDER BY a.person_id LIMIT p_limit)
+              UNION ALL
+              (SELECT NULL::UUID, j.person_id, NULL::BYTEA, false FROM audience_member_joiner j
+               WHERE j.list_id = p_list_id AND j.person_id > p_after
+               ORDER BY j.person_id LIMIT p_limit)) m
+        ORDER BY m.person_id LIMIT p_limit;
+    ELSE
+        RETURN QUERY
+        SELECT m.id, m.person_id, m.hashes, m.is_synced
+        FROM ((SELECT a.id, a.person_id, a.hashes, a.is_synced FROM audience_member_sync a
+               WHERE a.audience_id = p_audience_id AND a.person_id > p_after
+                 AND NOT a.removal_pending
+               ORDER BY a.person_id LIMIT p_limit)
+              UNION ALL
+              (SELECT NULL::UUID, j.person_id, NULL::BYTEA, false FROM audience_member_joiner j
+               WHERE j.list_id = p_list_id AND j.person_id > p_after
+               ORDER BY j.person_id LIMIT p_limit)) m
+        ORDER BY m.person_id LIMIT p_limit;
+    END IF;
 END
 $$;

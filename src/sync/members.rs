@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, Statement};
 use uuid::Uuid;
 
 use super::destination::{Destination, Removal};
@@ -55,35 +55,98 @@ impl Counters {
     }
 }
 
-/// One page of members with their contact data: member rows merged, in person order, with the
-/// joiners the diff listed (no member row yet: a NULL id). Each side is picked by a keyset index
-/// first; each person row is then fetched by primary key (LATERAL), so the cost of a page never
-/// depends on how many people the database holds. `$3` is the page size.
-macro_rules! page_sql {
-    ($which:literal) => {
-        concat!(
-            "SELECT m.id, m.hashes, m.is_synced, p.email, p.phone, p.first_name, p.last_name, \
-                    p.city, p.state, p.zip, p.country, p.date_of_birth, p.gender, m.person_id \
-             FROM ((SELECT id, person_id, hashes, is_synced FROM audience_member_sync \
-                    WHERE audience_id = $1 AND person_id > $2 AND NOT removal_pending ",
-            $which,
-            "       ORDER BY person_id LIMIT $3) \
-                   UNION ALL \
-                   (SELECT NULL::uuid, person_id, NULL::bytea, false FROM audience_member_joiner \
-                    WHERE audience_id = $1 AND person_id > $2 ORDER BY person_id LIMIT $3) \
-                   ORDER BY person_id LIMIT $3) m \
-             CROSS JOIN LATERAL (SELECT email, phone, first_name, last_name, city, state, zip, \
-                                        country, date_of_birth, gender \
-                                 FROM person WHERE id = m.person_id) p \
-             ORDER BY m.person_id"
-        )
-    };
+/// One page of members (all, or only the unsynced) merged with the joiners, in person order:
+/// see `audience_member_page` in migrations/V7.
+const PAGE_SQL: &str =
+    "SELECT id, person_id, hashes, is_synced FROM audience_member_page($1, $2, $3, $4, $5)";
+/// The contact data of a page's people, in id order: one index scan over the page's ids. (A
+/// LATERAL lookup per member cost three times as much: a nested-loop step per row.)
+const PERSONS_SQL: &str = "\
+    SELECT id, email, phone, first_name, last_name, city, state, zip, country, date_of_birth, \
+           gender \
+    FROM person WHERE id = ANY($1) ORDER BY id";
+
+/// A page of members and their people, both in person order.
+struct Page {
+    members: Vec<Row>,
+    persons: Vec<Row>,
 }
-/// Every member and joiner (replace, update).
-const PAGE_ALL_SQL: &str = page_sql!("");
-/// Only the unsynced members, and the joiners (add): written out, so the partial index of
-/// unsynced members serves it and an incremental sync reads what changed, not the whole audience.
-const PAGE_UNSYNCED_SQL: &str = page_sql!("AND NOT is_synced");
+
+/// The two statements a page is read with, prepared once a pass: planned afresh each time, the
+/// people's query would have the planner estimate each of its 10,000 ids.
+struct PageReader<'a> {
+    reader: &'a Client,
+    members: Statement,
+    persons: Statement,
+    unsynced_only: bool,
+}
+
+impl<'a> PageReader<'a> {
+    async fn new(reader: &'a Client, pass: Pass) -> Result<PageReader<'a>> {
+        Ok(PageReader {
+            reader,
+            members: reader.prepare(PAGE_SQL).await?,
+            persons: reader.prepare(PERSONS_SQL).await?,
+            unsynced_only: pass == Pass::Add,
+        })
+    }
+
+    async fn read(
+        &self,
+        audience_id: Uuid,
+        list_id: Uuid,
+        after: Uuid,
+    ) -> std::result::Result<Page, tokio_postgres::Error> {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &audience_id,
+            &list_id,
+            &after,
+            &(BATCH as i32),
+            &self.unsynced_only,
+        ];
+        let members = self.reader.query(&self.members, &params).await?;
+        let persons = if members.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<Uuid> = members.iter().map(|m| m.get(1)).collect();
+            self.reader.query(&self.persons, &[&ids]).await?
+        };
+        Ok(Page { members, persons })
+    }
+}
+
+impl Page {
+    /// The person id the page ends at: where the next one starts.
+    fn end(&self) -> Option<Uuid> {
+        self.members.last().map(|m| m.get(1))
+    }
+
+    /// Each member with its person row. A member whose person was deleted since the page was
+    /// chosen has none and is left out (the next diff deals with it).
+    fn pairs(&self) -> impl Iterator<Item = (&Row, &Row)> {
+        let members: Vec<Uuid> = self.members.iter().map(|m| m.get(1)).collect();
+        let persons: Vec<Uuid> = self.persons.iter().map(|p| p.get(0)).collect();
+        matched(&members, &persons)
+            .into_iter()
+            .map(|(m, p)| (&self.members[m], &self.persons[p]))
+    }
+}
+
+/// Positions of equal keys in two ascending lists whose second is a subset of the first.
+fn matched(members: &[Uuid], persons: &[Uuid]) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::with_capacity(persons.len());
+    let mut p = 0;
+    for (m, key) in members.iter().enumerate() {
+        while p < persons.len() && persons[p] < *key {
+            p += 1;
+        }
+        if p < persons.len() && persons[p] == *key {
+            pairs.push((m, p));
+            p += 1;
+        }
+    }
+    pairs
+}
 
 /// Whose row a page line is: a member's (its row id), or a joiner's (its person id; the row is
 /// written once, when the sync knows what to put in it).
@@ -97,23 +160,24 @@ impl Who {
     fn of(r: &Row) -> Who {
         match r.get::<_, Option<Uuid>>(0) {
             Some(id) => Who::Member(id),
-            None => Who::Joiner(r.get(13)),
+            None => Who::Joiner(r.get(1)),
         }
     }
 }
 
+/// A row of [`PERSONS_SQL`].
 fn person_fields(r: &Row) -> PersonFields<'_> {
     PersonFields {
-        email: r.get(3),
-        phone: r.get(4),
-        first_name: r.get(5),
-        last_name: r.get(6),
-        city: r.get(7),
-        state: r.get(8),
-        zip: r.get(9),
-        country: r.get(10),
-        date_of_birth: r.get(11),
-        gender: r.get(12),
+        email: r.get(1),
+        phone: r.get(2),
+        first_name: r.get(3),
+        last_name: r.get(4),
+        city: r.get(5),
+        state: r.get(6),
+        zip: r.get(7),
+        country: r.get(8),
+        date_of_birth: r.get(9),
+        gender: r.get(10),
     }
 }
 
@@ -129,15 +193,16 @@ pub async fn erased(db: &Client, audience_id: Uuid) -> Result<u64> {
 }
 
 /// How many members a pass will examine (for progress).
-pub async fn count(db: &Client, audience_id: Uuid, pass: Pass) -> Result<u64> {
+/// `list_id`: the sync whose joiners count too.
+pub async fn count(db: &Client, audience_id: Uuid, list_id: Uuid, pass: Pass) -> Result<u64> {
     let all = pass != Pass::Add;
     let row = db
         .query_one(
             "SELECT (SELECT count(*) FROM audience_member_sync m \
                      WHERE m.audience_id = $1 AND NOT m.removal_pending AND m.person_id IS NOT NULL \
                        AND ($2 OR NOT m.is_synced)) \
-                  + (SELECT count(*) FROM audience_member_joiner WHERE audience_id = $1)",
-            &[&audience_id, &all],
+                  + (SELECT count(*) FROM audience_member_joiner WHERE list_id = $3)",
+            &[&audience_id, &all, &list_id],
         )
         .await?;
     Ok(row.get::<_, i64>(0) as u64)
@@ -222,36 +287,28 @@ pub async fn push<D: Destination>(
     let pass = run.pass;
     let mut c = std::mem::take(&mut run.counters);
     let mut hasher = Hasher::new();
-    let mut outbox = Outbox::new(audience_id);
-    let sql = if pass == Pass::Add {
-        PAGE_UNSYNCED_SQL
-    } else {
-        PAGE_ALL_SQL
-    };
-    let fetch = |after: Uuid| async move {
-        reader
-            .query(sql, &[&audience_id, &after, &(BATCH as i64)])
-            .await
-    };
+    let mut outbox = Outbox::new(audience_id, run.log_id);
+    let pages = PageReader::new(reader, pass).await?;
+    let list_id = run.log_id;
+    let fetch = |after: Uuid| pages.read(audience_id, list_id, after);
     // Everything up to here has been handled.
     let mut cursor = run.from;
     let mut page = fetch(cursor).await?;
-    while let Some(last) = page.last() {
+    while let Some(end) = page.end() {
         if run.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             // The page read ahead is simply read again by the invocation that resumes.
             outbox.flush(db, dest, &mut c, Flush::Drain, &run).await?;
             save_checkpoint(db, &run, cursor, &c, dest).await?;
             return Ok((c, PassEnd::Paused));
         }
-        let end: Uuid = last.get(13);
         let handle = async {
             let failed = examine(&page, pass, &mut hasher, &mut outbox, &mut c);
-            failed.write(db, audience_id).await?;
+            failed.write(db, &outbox.list).await?;
             outbox.flush(db, dest, &mut c, Flush::Full, &run).await
         };
         let (next, handled) = tokio::join!(fetch(end), handle);
         handled?;
-        progress.advance(page.len() as u64);
+        progress.advance(page.members.len() as u64);
         cursor = end;
         page = next?;
     }
@@ -261,8 +318,8 @@ pub async fn push<D: Destination>(
     }
     // Joiners whose person was deleted meanwhile were never read: nothing to keep them for.
     db.execute(
-        "DELETE FROM audience_member_joiner WHERE audience_id = $1",
-        &[&audience_id],
+        "DELETE FROM audience_member_joiner WHERE list_id = $1",
+        &[&run.log_id],
     )
     .await?;
     Ok((c, PassEnd::Done))
@@ -271,18 +328,18 @@ pub async fn push<D: Destination>(
 /// Hashes a page of members and sorts them: into the outbox (to add, to remove first), or
 /// among the failures returned (no usable identifier).
 fn examine(
-    rows: &[Row],
+    page: &Page,
     pass: Pass,
     hasher: &mut Hasher,
     outbox: &mut Outbox,
     c: &mut Counters,
 ) -> Failures {
     let mut failed = Failures::default();
-    for r in rows {
+    for (m, person) in page.pairs() {
         c.examined += 1;
-        let who = Who::of(r);
-        let old: Option<Vec<u8>> = r.get(1);
-        let fields = person_fields(r);
+        let who = Who::of(m);
+        let old: Option<Vec<u8>> = m.get(2);
+        let fields = person_fields(person);
         let hashed = hasher.hash_person(&fields);
         if !hashed.is_sendable() {
             c.no_identifier += 1;
@@ -297,7 +354,7 @@ fn examine(
         }
         let new = hashed.to_bytes();
         match old {
-            Some(old) if pass == Pass::Update && r.get::<_, bool>(2) && old == new => {
+            Some(old) if pass == Pass::Update && m.get::<_, bool>(3) && old == new => {
                 c.unchanged += 1;
                 continue;
             }
@@ -311,7 +368,7 @@ fn examine(
         }
         outbox.adds.push(Pending {
             who,
-            key: r.get(13),
+            key: m.get(1),
             row: hashed,
             bytes: new,
         });
@@ -357,16 +414,26 @@ struct Pending {
 }
 
 struct Outbox {
-    audience_id: Uuid,
+    list: Listing,
     adds: Vec<Pending>,
     /// Member row ids with the hashes the destination holds for them.
     removals: Vec<(Uuid, Vec<u8>)>,
 }
 
+/// Where joiners' rows are written: their audience, and the list the diff put them on (the
+/// sync's log row id).
+struct Listing {
+    audience_id: Uuid,
+    list_id: Uuid,
+}
+
 impl Outbox {
-    fn new(audience_id: Uuid) -> Self {
+    fn new(audience_id: Uuid, list_id: Uuid) -> Self {
         Outbox {
-            audience_id,
+            list: Listing {
+                audience_id,
+                list_id,
+            },
             adds: Vec::new(),
             removals: Vec::new(),
         }
@@ -397,7 +464,7 @@ impl Outbox {
             let n = self.adds.len().min(BATCH);
             let batch: Vec<_> = self.adds.drain(..n).collect();
             let is_last = mode == Flush::Last && self.adds.is_empty();
-            add_batch(db, dest, self.audience_id, &batch, is_last, c).await?;
+            add_batch(db, dest, &self.list, &batch, is_last, c).await?;
             let sent_up_to = batch.last().map_or(run.from, |p| p.key);
             save_checkpoint(db, run, sent_up_to, c, dest).await?;
         }
@@ -408,7 +475,7 @@ impl Outbox {
 async fn add_batch<D: Destination>(
     db: &Client,
     dest: &mut D,
-    audience_id: Uuid,
+    list: &Listing,
     batch: &[Pending],
     last: bool,
     c: &mut Counters,
@@ -436,7 +503,7 @@ async fn add_batch<D: Destination>(
     synced
         .write(
             db,
-            audience_id,
+            list,
             "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.v, \
                     failure_reason = NULL, updated_at = now() \
              FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, v) WHERE m.id = u.id",
@@ -444,7 +511,7 @@ async fn add_batch<D: Destination>(
              SELECT $1, u.p, true, now(), u.v FROM UNNEST($2::uuid[], $3::bytea[]) AS u(p, v)",
         )
         .await?;
-    rejected.write(db, audience_id).await
+    rejected.write(db, list).await
 }
 
 /// Removes stored hashes from the destination; the rows of leavers go, the others keep no
@@ -608,28 +675,24 @@ impl<V: tokio_postgres::types::ToSql + Sync> Rows<V> {
     }
 
     /// `update` sets members' rows from `UNNEST($1 ids, $2 values) AS u(id, v)`; `insert` makes
-    /// joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values) AS u(p, v)`.
-    async fn write(
-        &self,
-        db: &Client,
-        audience_id: Uuid,
-        update: &str,
-        insert: &str,
-    ) -> Result<()> {
+    /// joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values) AS u(p, v)`
+    /// (`$4` is the list they are taken off).
+    async fn write(&self, db: &Client, list: &Listing, update: &str, insert: &str) -> Result<()> {
         if !self.ids.is_empty() {
             by_id(db, update, &[&self.ids, &self.values]).await?;
         }
         if !self.persons.is_empty() {
             let sql = format!(
                 "WITH listed AS (DELETE FROM audience_member_joiner j USING UNNEST($2::uuid[]) AS d(p) \
-                                 WHERE j.audience_id = $1 AND j.person_id = d.p) {insert}"
+                                 WHERE j.list_id = $4 AND j.person_id = d.p) {insert}"
             );
-            by_id(
-                db,
-                &sql,
-                &[&audience_id, &self.persons, &self.joiner_values],
-            )
-            .await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+                &list.audience_id,
+                &self.persons,
+                &self.joiner_values,
+                &list.list_id,
+            ];
+            by_id(db, &sql, &params).await?;
         }
         Ok(())
     }
@@ -644,11 +707,11 @@ impl Failures {
         self.0.push(who, reason);
     }
 
-    async fn write(&self, db: &Client, audience_id: Uuid) -> Result<()> {
+    async fn write(&self, db: &Client, list: &Listing) -> Result<()> {
         self.0
             .write(
                 db,
-                audience_id,
+                list,
                 "UPDATE audience_member_sync m SET is_synced = false, failure_reason = u.v, \
                         updated_at = now() \
                  FROM UNNEST($1::uuid[], $2::text[]) AS u(id, v) WHERE m.id = u.id",
@@ -656,5 +719,20 @@ impl Failures {
                  SELECT $1, u.p, u.v FROM UNNEST($2::uuid[], $3::text[]) AS u(p, v)",
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_matched_to_their_people_and_those_without_one_left_out() {
+        let ids: Vec<Uuid> = (1..=5u128).map(Uuid::from_u128).collect();
+        // Persons 2 and 5 were deleted after the page was chosen.
+        let persons = [ids[0], ids[2], ids[3]];
+        assert_eq!(matched(&ids, &persons), [(0, 0), (2, 1), (3, 2)]);
+        assert_eq!(matched(&ids, &[]), []);
+        assert_eq!(matched(&ids, &ids).len(), 5);
     }
 }

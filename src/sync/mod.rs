@@ -336,7 +336,10 @@ impl Run<'_> {
         self.counters.erased = members::erased(self.db, self.audience.id).await?;
         // sync_audience_members without the counts it returns (this sync counts what it does).
         self.db
-            .execute("SELECT audience_member_reconcile($1)", &[&self.audience.id])
+            .execute(
+                "SELECT audience_member_reconcile($1, $2)",
+                &[&self.audience.id, &self.log_id],
+            )
             .await?;
         if self.audience.audience_type == AudienceType::Lookalike {
             let eligible: i64 = self
@@ -344,8 +347,8 @@ impl Run<'_> {
                 .query_one(
                     "SELECT (SELECT count(*) FROM audience_member_sync \
                              WHERE audience_id = $1 AND NOT removal_pending) \
-                          + (SELECT count(*) FROM audience_member_joiner WHERE audience_id = $1)",
-                    &[&self.audience.id],
+                          + (SELECT count(*) FROM audience_member_joiner WHERE list_id = $2)",
+                    &[&self.audience.id, &self.log_id],
                 )
                 .await?
                 .get(0);
@@ -392,7 +395,7 @@ impl Run<'_> {
         // Counting scans the audience: only for someone watching a progress bar.
         if self.progress.shows_total() {
             self.progress
-                .begin("members", members::count(db, id, pass).await?);
+                .begin("members", members::count(db, id, self.log_id, pass).await?);
         }
         let run = members::PassRun {
             pass,
@@ -439,9 +442,10 @@ impl Run<'_> {
                     self.reconcile().await?;
                     let target = meta::member_target(self.db, client, &mut self.audience).await?;
                     let replace_total = match self.pass() {
-                        Pass::Replace => {
-                            Some(members::count(self.db, self.audience.id, Pass::Replace).await?)
-                        }
+                        Pass::Replace => Some(
+                            members::count(self.db, self.audience.id, self.log_id, Pass::Replace)
+                                .await?,
+                        ),
                         _ => None,
                     };
                     meta::MetaDestination::new(client, target, replace_total)
