@@ -96,31 +96,19 @@ SET enable_bitmapscan = off
 SET work_mem = '64MB'
 AS $$
 BEGIN
-    IF p_unsynced_only THEN
-        -- Written out, so that the partial index of unsynced members serves it.
-        RETURN QUERY
-        SELECT m.id, m.person_id, m.hashes, m.is_synced
-        FROM ((SELECT a.id, a.person_id, a.hashes, a.is_synced FROM audience_member_sync a
-               WHERE a.audience_id = p_audience_id AND a.person_id > p_after
-                 AND NOT a.removal_pending AND NOT a.is_synced
-               ORDER BY a.person_id LIMIT p_limit)
-              UNION ALL
-              (SELECT NULL::UUID, j.person_id, NULL::BYTEA, false FROM audience_member_joiner j
-               WHERE j.list_id = p_list_id AND j.person_id > p_after
-               ORDER BY j.person_id LIMIT p_limit)) m
-        ORDER BY m.person_id LIMIT p_limit;
-    ELSE
-        RETURN QUERY
-        SELECT m.id, m.person_id, m.hashes, m.is_synced
-        FROM ((SELECT a.id, a.person_id, a.hashes, a.is_synced FROM audience_member_sync a
-               WHERE a.audience_id = p_audience_id AND a.person_id > p_after
-                 AND NOT a.removal_pending
-               ORDER BY a.person_id LIMIT p_limit)
-              UNION ALL
-              (SELECT NULL::UUID, j.person_id, NULL::BYTEA, false FROM audience_member_joiner j
-               WHERE j.list_id = p_list_id AND j.person_id > p_after
-               ORDER BY j.person_id LIMIT p_limit)) m
-        ORDER BY m.person_id LIMIT p_limit;
-    END IF;
+    -- The unsynced-only condition is written into the text (not a parameter), so that the
+    -- partial index of unsynced members serves it.
+    RETURN QUERY EXECUTE format(
+        'SELECT m.id, m.person_id, m.hashes, m.is_synced
+         FROM ((SELECT a.id, a.person_id, a.hashes, a.is_synced FROM audience_member_sync a
+                WHERE a.audience_id = $1 AND a.person_id > $3 AND NOT a.removal_pending %s
+                ORDER BY a.person_id LIMIT $4)
+               UNION ALL
+               (SELECT NULL::UUID, j.person_id, NULL::BYTEA, false FROM audience_member_joiner j
+                WHERE j.list_id = $2 AND j.person_id > $3
+                ORDER BY j.person_id LIMIT $4)) m
+         ORDER BY m.person_id LIMIT $4',
+        CASE WHEN p_unsynced_only THEN 'AND NOT a.is_synced' ELSE '' END)
+    USING p_audience_id, p_list_id, p_after, p_limit;
 END
 $$;
