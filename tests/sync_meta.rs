@@ -173,6 +173,54 @@ async fn a_25000_member_full_sync_is_one_replace_session_in_three_batches() {
     assert_eq!(fake.member_count(&meta), 25_000);
 }
 
+/// In Lambda a scheduled pass holds one of the pool's two connections, so the sync has no spare one
+/// to read ahead on: pages are then read on its own connection, between its writes.
+#[tokio::test]
+async fn a_sync_with_a_single_database_connection_sends_everyone_once() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("One").await;
+    t.people_in_segment(seg, "one", 25_000).await;
+    let id = audience(&t, seg, "One").await;
+    let app = audience_sync::App {
+        pool: audience_sync::db::pool(&t.db_url, 1).unwrap(),
+        meta: t.app.meta.clone(),
+    };
+    let audience_id = Uuid::parse_str(&id).unwrap();
+    let run = |sync_type| {
+        audience_sync::sync::run(
+            &app,
+            audience_id,
+            sync_type,
+            &audience_sync::sync::NoProgress,
+        )
+    };
+    let full = run(audience_sync::sync::SyncType::Full).await.unwrap();
+    assert_eq!(
+        (full.status.as_str(), full.synced_count),
+        ("completed", 25_000)
+    );
+    // 15,000 joiners: two pages of them, read and written on the one connection.
+    t.people_in_segment(seg, "two", 15_000).await;
+    let inc = run(audience_sync::sync::SyncType::Incremental)
+        .await
+        .unwrap();
+    assert_eq!(
+        (inc.status.as_str(), inc.synced_count),
+        ("completed", 15_000)
+    );
+    let meta = meta_id(&t, &id).await;
+    assert_eq!(fake.member_count(&meta), 40_000);
+    let synced: i64 =
+        t.db.query_one(
+            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND is_synced",
+            &[&audience_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(synced, 40_000);
+}
+
 #[tokio::test]
 async fn incremental_adds_joiners_and_removes_leavers_opt_outs_and_erasures() {
     let (fake, t) = setup().await;
