@@ -112,3 +112,23 @@ BEGIN
     USING p_audience_id, p_list_id, p_after, p_limit;
 END
 $$;
+
+-- The contact data of a page's people, in id order: one index scan over the page's ids.
+-- Planned once per session (a generic plan): a custom plan has the planner estimate the
+-- selectivity of each of the page's 10,000 ids, 100 ms more than the scan itself.
+CREATE FUNCTION audience_page_people(p_ids UUID[])
+RETURNS TABLE (id UUID, email TEXT, phone TEXT, first_name TEXT, last_name TEXT, city TEXT,
+               state TEXT, zip TEXT, country TEXT, date_of_birth DATE, gender TEXT)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+SET work_mem = '64MB'
+AS $$
+BEGIN
+    RETURN QUERY
+    -- Cast: the wider app's person table may use other text types (varchar) than ours.
+    SELECT p.id, p.email::TEXT, p.phone::TEXT, p.first_name::TEXT, p.last_name::TEXT,
+           p.city::TEXT, p.state::TEXT, p.zip::TEXT, p.country::TEXT, p.date_of_birth::DATE,
+           p.gender::TEXT
+    FROM person p WHERE p.id = ANY(p_ids) ORDER BY p.id;
+END
+$$;

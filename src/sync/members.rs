@@ -59,12 +59,12 @@ impl Counters {
 /// see `audience_member_page` in migrations/V7.
 const PAGE_SQL: &str =
     "SELECT id, person_id, hashes, is_synced FROM audience_member_page($1, $2, $3, $4, $5)";
-/// The contact data of a page's people, in id order: one index scan over the page's ids. (A
-/// LATERAL lookup per member cost three times as much: a nested-loop step per row.)
+/// The contact data of a page's people, in id order: see `audience_page_people` in
+/// migrations/V7. (A LATERAL lookup per member cost three times as much.)
 const PERSONS_SQL: &str = "\
     SELECT id, email, phone, first_name, last_name, city, state, zip, country, date_of_birth, \
            gender \
-    FROM person WHERE id = ANY($1) ORDER BY id";
+    FROM audience_page_people($1)";
 
 /// A page of members and their people, both in person order.
 struct Page {
@@ -72,8 +72,7 @@ struct Page {
     persons: Vec<Row>,
 }
 
-/// The two statements a page is read with, prepared once a pass: planned afresh each time, the
-/// people's query would have the planner estimate each of its 10,000 ids.
+/// The two statements a page is read with, prepared once a pass.
 struct PageReader<'a> {
     reader: &'a Client,
     members: Statement,
