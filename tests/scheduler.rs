@@ -242,7 +242,7 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
     // Joiners get their member row once, when accepted: the rest wait on the joiner list.
     let counts = |sql: &'static str| {
         let db = &t.db;
-        async move { db.query_one(sql, &[&id]).await.unwrap().get::<_, i64>(0) }
+        async move { support::count(db, sql, &[&id]).await }
     };
     let waiting =
         counts("SELECT count(*) FROM audience_member_joiner WHERE audience_id = $1").await;

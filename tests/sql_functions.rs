@@ -4,7 +4,7 @@ mod support;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::spawn_app;
+use support::{spawn_app, TestApp};
 use uuid::Uuid;
 
 fn sha256_hex(s: &str) -> String {
@@ -15,15 +15,20 @@ fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A new audience on `seg`, by its id.
+async fn audience_on(t: &TestApp, seg: Uuid, name: &str) -> Uuid {
+    let a = t
+        .create_audience(json!({"name": name, "segment_id": seg}))
+        .await;
+    Uuid::parse_str(a["id"].as_str().unwrap()).unwrap()
+}
+
 #[tokio::test]
 async fn sync_audience_members_reconciles_membership_set_based() {
     let t = spawn_app().await;
     let seg = t.segment("S").await;
     let people = t.people_in_segment(seg, "fn", 4).await;
-    let a = t
-        .create_audience(json!({"name": "Fn", "segment_id": seg}))
-        .await;
-    let id = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
+    let id = audience_on(&t, seg, "Fn").await;
 
     let row =
         t.db.query_one(
@@ -182,11 +187,8 @@ async fn empty_fields_export_as_empty_strings_not_hashes_of_nothing() {
     let t = spawn_app().await;
     let seg = t.segment("S").await;
     t.person(seg, Some("solo@example.com"), None).await;
-    let a = t
-        .create_audience(json!({"name": "Sparse", "segment_id": seg}))
-        .await;
-    t.sync(a["id"].as_str().unwrap(), "full").await;
-    let aid = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
+    let aid = audience_on(&t, seg, "Sparse").await;
+    t.sync(&aid.to_string(), "full").await;
     let r =
         t.db.query_one(
             "SELECT email, phone, first_name FROM get_audience_members_for_export($1)",
@@ -207,10 +209,7 @@ async fn deletes_keep_member_references_and_member_ids_are_time_ordered() {
     let t = spawn_app().await;
     let seg = t.segment("S").await;
     let people = t.people_in_segment(seg, "ref", 3).await;
-    let a = t
-        .create_audience(json!({"name": "Refs", "segment_id": seg}))
-        .await;
-    let id = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
+    let id = audience_on(&t, seg, "Refs").await;
     t.db.query_one("SELECT * FROM sync_audience_members($1, 'full')", &[&id])
         .await
         .unwrap();
@@ -224,24 +223,18 @@ async fn deletes_keep_member_references_and_member_ids_are_time_ordered() {
     for member in &ids {
         assert_eq!(member.get_version_num(), 7, "{member}");
     }
-    let later: Uuid =
-        t.db.query_one("SELECT audience_member_new_id()", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let later: Uuid = support::column(&t.db, "SELECT audience_member_new_id()", &[]).await[0];
     assert!(ids.iter().all(|m| m < &later), "ids grow with time");
 
     t.db.execute("DELETE FROM person WHERE id = $1", &[&people[0]])
         .await
         .unwrap();
-    let orphaned: i64 =
-        t.db.query_one(
-            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND person_id IS NULL",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let orphaned = support::count(
+        &t.db,
+        "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND person_id IS NULL",
+        &[&id],
+    )
+    .await;
     assert_eq!(
         orphaned, 1,
         "an erased person's row stays, without person_id"
@@ -250,13 +243,11 @@ async fn deletes_keep_member_references_and_member_ids_are_time_ordered() {
     t.db.execute("DELETE FROM custom_audience WHERE id = $1", &[&id])
         .await
         .unwrap();
-    let left: i64 =
-        t.db.query_one(
-            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let left = support::count(
+        &t.db,
+        "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1",
+        &[&id],
+    )
+    .await;
     assert_eq!(left, 0, "an audience's members go with it");
 }

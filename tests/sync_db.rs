@@ -57,11 +57,7 @@ async fn full_sync_marks_every_member_and_logs_it() {
     synced.sort();
     want.sort();
     assert_eq!(synced, want);
-    let waiting: i64 =
-        t.db.query_one("SELECT count(*) FROM audience_member_joiner", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let waiting = support::count(&t.db, "SELECT count(*) FROM audience_member_joiner", &[]).await;
     assert_eq!(waiting, 0, "every joiner got its member row");
 
     let (_, a) = t.get(&format!("/api/audiences/{id}")).await;

@@ -210,14 +210,12 @@ async fn a_sync_with_a_single_database_connection_sends_everyone_once() {
     );
     let meta = meta_id(&t, &id).await;
     assert_eq!(fake.member_count(&meta), 40_000);
-    let synced: i64 =
-        t.db.query_one(
-            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND is_synced",
-            &[&audience_id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let synced = support::count(
+        &t.db,
+        "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND is_synced",
+        &[&audience_id],
+    )
+    .await;
     assert_eq!(synced, 40_000);
 }
 

@@ -286,9 +286,10 @@ pub async fn push<D: Destination>(
     let pass = run.pass;
     let mut c = std::mem::take(&mut run.counters);
     let mut hasher = Hasher::new();
-    let mut outbox = Outbox::new(audience_id, run.log_id);
-    let pages = PageReader::new(reader, pass).await?;
+    // The diff listed this sync's joiners under its log row id.
     let list_id = run.log_id;
+    let mut outbox = Outbox::new(audience_id, list_id);
+    let pages = PageReader::new(reader, pass).await?;
     let fetch = |after: Uuid| pages.read(audience_id, list_id, after);
     // Everything up to here has been handled.
     let mut cursor = run.from;
@@ -318,7 +319,7 @@ pub async fn push<D: Destination>(
     // Joiners whose person was deleted meanwhile were never read: nothing to keep them for.
     db.execute(
         "DELETE FROM audience_member_joiner WHERE list_id = $1",
-        &[&run.log_id],
+        &[&list_id],
     )
     .await?;
     Ok((c, PassEnd::Done))

@@ -229,6 +229,18 @@ where
     rows.iter().map(|r| r.get(0)).collect()
 }
 
+/// The count a `SELECT count(*) …` query returns.
+pub async fn count(
+    db: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> i64 {
+    db.query_one(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .get(0)
+}
+
 /// Host, port, user and database name of a test database URL.
 pub struct UrlParts {
     pub host: String,
