@@ -1,5 +1,7 @@
 //! PostgreSQL: the connection pool, migrations, and (for local runs and tests) a throwaway server.
 
+#[cfg(test)]
+mod landed;
 pub mod local;
 pub mod tls;
 
