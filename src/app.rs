@@ -1,14 +1,46 @@
-//! The state every handler shares, built once per process (per Lambda instance).
+//! The state every handler and sync shares, assembled in one place ([`App::build`]) from a
+//! [`Config`]: by each Lambda's cold start, by the CLI and by the tests alike.
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use deadpool_postgres::Pool;
 
-use crate::meta::client::MetaClient;
+use crate::config::{Config, SyncSettings};
+use crate::db::PoolOptions;
+use crate::destinations::meta::client::MetaClient;
 
 #[derive(Clone)]
 pub struct App {
     pub pool: Pool,
     /// `None` when Meta is not configured: syncs do the database side only.
     pub meta: Option<Arc<MetaClient>>,
+    pub sync: SyncSettings,
+}
+
+impl App {
+    /// The pool and the platform clients, built once per process (per Lambda instance).
+    pub async fn build(config: &Config) -> anyhow::Result<App> {
+        let url = config
+            .database_url
+            .as_deref()
+            .context("DATABASE_URL or DB_SECRET_ARN must be set")?;
+        let pool = crate::db::pool(
+            url,
+            &PoolOptions {
+                max_size: config.db_pool_size,
+                ca: config.db_ca(),
+                ..PoolOptions::default()
+            },
+        )?;
+        let meta = match &config.meta {
+            Some(m) => Some(Arc::new(MetaClient::new(m.clone())?)),
+            None => None,
+        };
+        Ok(App {
+            pool,
+            meta,
+            sync: config.sync.clone(),
+        })
+    }
 }

@@ -9,7 +9,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::meta::client::{MetaConfig, RetryPolicy, SecretToken, DEFAULT_GRAPH_URL};
+use crate::destinations::meta::client::{MetaConfig, DEFAULT_GRAPH_URL};
+use crate::destinations::meta::retry::RetryPolicy;
+use crate::destinations::meta::token::SecretToken;
 use crate::secrets::{parse_db_secret, parse_token_secret, DbDefaults, SecretsClient};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,15 +32,40 @@ impl ConfigError {
     }
 }
 
+/// How scheduled syncs share an invocation's time.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// `SYNC_RESERVE_SECONDS` (default 60): no new audience is claimed with less than this left,
+    /// and a running sync pauses this long before the deadline.
+    pub reserve: Duration,
+    /// `SYNC_LEASE_SECONDS` (default 60): how long a scheduler's claim keeps other passes off
+    /// an audience.
+    pub lease: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            reserve: Duration::from_secs(60),
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Every setting of the service. Nothing else reads the environment.
 #[derive(Clone)]
 pub struct Config {
     pub database_url: Option<String>,
     pub meta: Option<MetaConfig>,
+    /// `PORT`: where `audiences serve` listens (default 3000).
     pub port: u16,
     pub db_pool_size: usize,
     /// `DB_CA_BUNDLE`: PEM file of the CAs trusted for TLS to the database; unset: the RDS
     /// bundle built into the binary (see `certs/README.md`).
     pub db_ca_bundle: Option<PathBuf>,
+    pub sync: SyncSettings,
+    /// JSON log lines: in Lambda, or when `AWS_LAMBDA_LOG_FORMAT=JSON`.
+    pub log_json: bool,
 }
 
 impl fmt::Debug for Config {
@@ -52,6 +79,8 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_ca_bundle", &self.db_ca_bundle)
+            .field("sync", &self.sync)
+            .field("log_json", &self.log_json)
             .finish()
     }
 }
@@ -146,13 +175,37 @@ impl Config {
         };
         let meta = get(vars, "META_ACCESS_TOKEN")
             .map(|t| meta_config_from(vars, SecretToken::new(t.trim().to_string())));
+        let seconds = |var: &'static str, default: Duration| match get(vars, var) {
+            None => Ok(default),
+            Some(v) => {
+                v.trim()
+                    .parse()
+                    .map(Duration::from_secs)
+                    .map_err(|_| ConfigError::Invalid {
+                        var,
+                        message: "must be a whole number of seconds".into(),
+                    })
+            }
+        };
+        let defaults = SyncSettings::default();
         Ok(Config {
             database_url: get(vars, "DATABASE_URL"),
             meta,
             port,
             db_pool_size,
             db_ca_bundle: get(vars, "DB_CA_BUNDLE").map(PathBuf::from),
+            sync: SyncSettings {
+                reserve: seconds("SYNC_RESERVE_SECONDS", defaults.reserve)?,
+                lease: seconds("SYNC_LEASE_SECONDS", defaults.lease)?,
+            },
+            log_json: get(vars, "AWS_LAMBDA_LOG_FORMAT")
+                .is_some_and(|f| f.trim().eq_ignore_ascii_case("json")),
         })
+    }
+
+    /// The CAs trusted for TLS to the database.
+    pub fn db_ca(&self) -> crate::db::CaSource {
+        crate::db::CaSource::from_path(self.db_ca_bundle.as_deref())
     }
 
     /// The Lambda cold start: [`Config::from_env`], then the secrets `DB_SECRET_ARN` and
@@ -160,12 +213,16 @@ impl Config {
     /// is unset), through the standard AWS configuration chain (which honours
     /// `AWS_ENDPOINT_URL_SECRETS_MANAGER`).
     pub async fn resolve_from_env() -> Result<Self, ConfigError> {
-        let config = Self::from_env()?;
-        if !config.needs_secrets(&process_env) {
-            return Ok(config);
+        Self::from_env()?.resolve_secrets().await
+    }
+
+    /// The secrets step of [`Config::resolve_from_env`], for a configuration read already.
+    pub async fn resolve_secrets(self) -> Result<Self, ConfigError> {
+        if !self.needs_secrets(&process_env) {
+            return Ok(self);
         }
         let client = SecretsClient::from_env().await;
-        config.with_secrets(&process_env, &client).await
+        self.with_secrets(&process_env, &client).await
     }
 
     /// As [`Config::resolve_from_env`], from `vars` and with the given Secrets Manager client.
@@ -222,12 +279,7 @@ impl Config {
     }
 }
 
-/// Meta settings around a token, from the `META_*` variables.
-pub fn meta_config(token: SecretToken) -> MetaConfig {
-    meta_config_from(&process_env, token)
-}
-
-/// As [`meta_config`], from `vars`.
+/// Meta settings around a token, from the `META_*` variables in `vars`.
 pub fn meta_config_from(vars: Vars<'_>, token: SecretToken) -> MetaConfig {
     MetaConfig {
         graph_url: get(vars, "META_GRAPH_URL")

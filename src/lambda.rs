@@ -1,36 +1,17 @@
-//! The Lambda side: build the shared state once per instance (secrets included), then hand each
-//! API Gateway request to the same router the local server uses.
+//! The Lambda side: build the shared state once per instance (secrets included). A REST
+//! function then serves its group's router (`lambda_http::run(http::router(group, app))` in its
+//! `main`); the scheduled function runs scheduler passes.
 
-use std::sync::Arc;
-
-use bytes::Bytes;
 use lambda_http::request::RequestContext;
-use lambda_http::{service_fn, Body, Request, RequestExt, Response};
-use tracing::Instrument;
+use lambda_http::RequestExt;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::db::{CaSource, PoolOptions};
-use crate::http::{handle, Group};
-use crate::meta::client::MetaClient;
-
-/// Turns a Lambda request into the router's request and back. Every log line of the request
-/// carries its `request_id` (the Lambda invocation's, else API Gateway's).
-pub async fn handle_request(app: &App, group: Group, req: Request) -> Response<Body> {
-    let span = tracing::info_span!("request", request_id = %request_id(&req));
-    async move {
-        let (parts, body) = req.into_parts();
-        let bytes = Bytes::copy_from_slice(body.as_ref());
-        let response = handle(app, group, http::Request::from_parts(parts, bytes)).await;
-        response.map(Body::Text)
-    }
-    .instrument(span)
-    .await
-}
+use crate::sync::scheduler::{self, TickOptions};
 
 /// The id that Lambda's own log lines (START, END, REPORT) carry; API Gateway's request id when
 /// the request did not come through the runtime (tests).
-pub fn request_id(req: &Request) -> String {
+pub fn request_id<B>(req: &http::Request<B>) -> String {
     if let Some(ctx) = req.lambda_context_ref() {
         if !ctx.request_id.is_empty() {
             return ctx.request_id.clone();
@@ -42,55 +23,21 @@ pub fn request_id(req: &Request) -> String {
     }
 }
 
-/// The shared state from a resolved configuration: pool and Meta client, built once.
-pub async fn build_app(config: &Config) -> anyhow::Result<App> {
-    let url = config
-        .database_url
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL or DB_SECRET_ARN must be set"))?;
-    let pool = crate::db::pool_with(
-        url,
-        &PoolOptions {
-            max_size: config.db_pool_size,
-            ca: CaSource::from_path(config.db_ca_bundle.as_deref()),
-            ..PoolOptions::default()
-        },
-    )?;
-    let meta = match &config.meta {
-        Some(m) => Some(Arc::new(MetaClient::new(m.clone())?)),
-        None => None,
-    };
-    Ok(App { pool, meta })
-}
-
-/// The cold start of every function: configuration from the environment, the secrets it
-/// points at (fetched concurrently, once), then the shared state.
-pub async fn cold_start() -> anyhow::Result<App> {
-    let config = Config::resolve_from_env().await?;
-    build_app(&config).await
-}
-
-/// [`cold_start`], or one log line naming what is wrong and exit status 1 (Lambda reports the
-/// init failure and retries on the next request).
-pub async fn cold_start_or_exit() -> App {
-    match cold_start().await {
+/// The cold start of every function: logging, configuration from the environment, the secrets
+/// it points at (fetched concurrently, once), then the shared state. On failure, one log line
+/// naming what is wrong and exit status 1 (Lambda reports the init failure and retries on the
+/// next request).
+pub async fn cold_start() -> App {
+    let config = Config::from_env();
+    crate::telemetry::init(config.as_ref().is_ok_and(|c| c.log_json));
+    let built = async move { App::build(&config?.resolve_secrets().await?).await };
+    match built.await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cold start failed");
             std::process::exit(1);
         }
     }
-}
-
-/// What a REST function's `main` calls.
-pub async fn run_http(group: Group) -> Result<(), lambda_http::Error> {
-    crate::telemetry::init();
-    let app = cold_start_or_exit().await;
-    lambda_http::run(service_fn(move |req: Request| {
-        let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle_request(&app, group, req).await) }
-    }))
-    .await
 }
 
 /// The scheduled function: one scheduler pass per EventBridge event, within the invocation's
@@ -100,7 +47,8 @@ pub async fn scheduled_handler(
     event: lambda_http::LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, lambda_http::Error> {
     let left = time_left(event.context.deadline(), std::time::SystemTime::now());
-    let summary = crate::scheduler::tick(app, &crate::scheduler::TickOptions::with_time_left(left))
+    let opts = TickOptions::new(left, &app.sync);
+    let summary = scheduler::tick(app, opts)
         .await
         .map_err(|e| lambda_http::Error::from(e.to_string()))?;
     Ok(serde_json::to_value(summary)?)
@@ -122,8 +70,7 @@ fn time_left(deadline: std::time::SystemTime, now: std::time::SystemTime) -> std
 
 /// What the scheduled function's `main` calls.
 pub async fn run_scheduled() -> Result<(), lambda_http::Error> {
-    crate::telemetry::init();
-    let app = cold_start_or_exit().await;
+    let app = cold_start().await;
     lambda_http::lambda_runtime::run(lambda_http::service_fn(
         move |event: lambda_http::LambdaEvent<serde_json::Value>| {
             let app = app.clone();

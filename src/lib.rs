@@ -1,17 +1,18 @@
-//! audience-sync: keeps Meta Custom Audiences in sync with segments of your own customer
-//! database. The Lambda binaries in `functions/` and the `audiences` CLI are thin shells around
-//! this library.
+//! audience-sync: keeps ad-platform audiences (Meta Custom Audiences today) in sync with
+//! segments of your own customer database. The Lambda binaries in `functions/` and the
+//! `audiences` CLI are thin shells around this library; README "Layout" maps the modules.
 
 pub mod app;
 pub mod audience;
 pub mod config;
 pub mod db;
+pub mod destinations;
 pub mod error;
 pub mod http;
+pub mod identity;
+pub mod input;
 pub mod lambda;
-pub mod meta;
 pub mod person;
-pub mod scheduler;
 pub mod secrets;
 pub mod segment;
 pub mod server;

@@ -9,11 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
-use audience_sync::config::Config;
+use audience_sync::config::{redact_url, Config};
 use audience_sync::db::local::LocalPostgres;
-use audience_sync::scheduler::{self, TickOptions};
+use audience_sync::sync::scheduler::{self, TickOptions};
 use audience_sync::sync::{self, Progress, SyncType};
-use audience_sync::{db, lambda, server, telemetry};
+use audience_sync::{db, server, telemetry, App};
 
 #[derive(Parser)]
 #[command(
@@ -31,8 +31,9 @@ enum Command {
     /// Apply migrations and serve the REST API on 127.0.0.1. Without DATABASE_URL, starts a local
     /// PostgreSQL (data under .local/) and stops it on exit.
     Serve {
-        #[arg(long, env = "PORT", default_value_t = 3000)]
-        port: u16,
+        /// The port on 127.0.0.1 (default: `PORT`, else 3000).
+        #[arg(long)]
+        port: Option<u16>,
     },
     /// Apply pending migrations to DATABASE_URL (or the local database).
     Migrate,
@@ -72,7 +73,6 @@ const LOCAL_DB_NAME: &str = "audience_sync";
 
 #[tokio::main]
 async fn main() {
-    telemetry::init();
     let cli = Cli::parse();
     if let Err(e) = run(cli).await {
         tracing::error!("{e:#}");
@@ -82,8 +82,10 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::from_env();
+    telemetry::init(config.as_ref().is_ok_and(|c| c.log_json));
     // DB_SECRET_ARN / META_TOKEN_SECRET_ARN work here too (e.g. `migrate` against RDS).
-    let mut config = Config::resolve_from_env().await?;
+    let mut config = config?.resolve_secrets().await?;
     // Without DATABASE_URL, the project's own local server (shared with a running `serve`).
     let local = match &config.database_url {
         Some(_) => None,
@@ -96,13 +98,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let url = config.database_url.clone().unwrap_or_default();
-    let applied = db::migrate(&url).await.context("applying migrations")?;
+    let applied = db::migrate(&url, &config.db_ca())
+        .await
+        .context("applying migrations")?;
     if applied > 0 {
         tracing::info!(applied, "migrations applied");
     }
     let result = match cli.command {
         Command::Migrate => Ok(serde_json::json!({ "migrations_applied": applied })),
-        Command::Serve { port } => serve(&config, port, &url).await,
+        Command::Serve { port } => serve(&config, port.unwrap_or(config.port), &url).await,
         Command::Tick { budget_seconds } => tick(&config, budget_seconds).await,
         Command::Sync {
             audience_id,
@@ -115,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: &Config, port: u16, url: &str) -> anyhow::Result<serde_json::Value> {
-    let app = lambda::build_app(config).await?;
+    let app = App::build(config).await?;
     let (listener, addr) = server::bind(port)
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -135,9 +139,9 @@ async fn serve(config: &Config, port: u16, url: &str) -> anyhow::Result<serde_js
 }
 
 async fn tick(config: &Config, budget_seconds: u64) -> anyhow::Result<serde_json::Value> {
-    let app = lambda::build_app(config).await?;
-    let opts = TickOptions::with_time_left(std::time::Duration::from_secs(budget_seconds));
-    Ok(serde_json::to_value(scheduler::tick(&app, &opts).await?)?)
+    let app = App::build(config).await?;
+    let opts = TickOptions::new(std::time::Duration::from_secs(budget_seconds), &app.sync);
+    Ok(serde_json::to_value(scheduler::tick(&app, opts).await?)?)
 }
 
 async fn sync_one(
@@ -145,9 +149,9 @@ async fn sync_one(
     id: Uuid,
     sync_type: SyncType,
 ) -> anyhow::Result<serde_json::Value> {
-    let app = lambda::build_app(config).await?;
+    let app = App::build(config).await?;
     let bar = BarProgress::new();
-    let result = sync::run(&app, id, sync_type, &bar).await?;
+    let result = sync::run(&app, id, Some(sync_type), &bar, None).await?;
     bar.0.finish_and_clear();
     Ok(serde_json::to_value(result)?)
 }
@@ -186,19 +190,5 @@ impl Progress for BarProgress {
 
     fn advance(&self, n: u64) {
         self.0.inc(n);
-    }
-}
-
-/// The URL without its password, for printing.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }

@@ -82,20 +82,6 @@ impl Default for PoolOptions {
     }
 }
 
-impl PoolOptions {
-    /// `max_size` connections; CAs from `DB_CA_BUNDLE` when set, else the embedded bundle.
-    pub fn from_env(max_size: usize) -> Self {
-        let bundle = std::env::var_os("DB_CA_BUNDLE")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from);
-        PoolOptions {
-            max_size,
-            ca: CaSource::from_path(bundle.as_deref()),
-            ..PoolOptions::default()
-        }
-    }
-}
-
 /// Parses `url` and settles TLS, timeouts and keepalives. Errors name `DATABASE_URL` (the
 /// password never appears: tokio-postgres does not echo it).
 fn prepare(
@@ -124,13 +110,7 @@ fn prepare(
 }
 
 /// A pool over `url`. `max_size` stays small in Lambda (one request at a time per instance).
-/// CAs for TLS from `DB_CA_BUNDLE`, else the embedded RDS bundle.
-pub fn pool(url: &str, max_size: usize) -> Result<Pool, DbError> {
-    pool_with(url, &PoolOptions::from_env(max_size))
-}
-
-/// A pool over `url` with explicit options.
-pub fn pool_with(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
+pub fn pool(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
     let (pg_config, connector) = prepare(url, &options.ca, options.connect_timeout)?;
     let config = ManagerConfig {
         recycling_method: RecyclingMethod::Verified,
@@ -194,9 +174,9 @@ pub fn is_connection_class(e: &tokio_postgres::Error) -> bool {
 /// connection task runs until the client is dropped.
 pub async fn connect(
     url: &str,
+    ca: &CaSource,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), DbError> {
-    let options = PoolOptions::from_env(1);
-    let (pg, connector) = prepare(url, &options.ca, options.connect_timeout)?;
+    let (pg, connector) = prepare(url, ca, PoolOptions::default().connect_timeout)?;
     Ok(match connector {
         Connector::Plain => {
             let (client, conn) = pg.connect(NoTls).await?;
@@ -221,8 +201,8 @@ pub async fn connect(
 
 /// Applies pending migrations, each once, in order. An advisory lock keeps two instances that
 /// start together from racing.
-pub async fn migrate(url: &str) -> Result<usize, DbError> {
-    let (mut client, task) = connect(url).await?;
+pub async fn migrate(url: &str, ca: &CaSource) -> Result<usize, DbError> {
+    let (mut client, task) = connect(url, ca).await?;
     client
         .execute("SELECT pg_advisory_lock(7300730073)", &[])
         .await?;
@@ -235,9 +215,10 @@ pub async fn migrate(url: &str) -> Result<usize, DbError> {
     Ok(report?.applied_migrations().len())
 }
 
-/// Creates database `name` on the server at `admin_url` unless it exists.
+/// Creates database `name` on the server at `admin_url` unless it exists (a local server: the
+/// built-in CAs if it asks for TLS).
 pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError> {
-    let (client, task) = connect(admin_url).await?;
+    let (client, task) = connect(admin_url, &CaSource::Embedded).await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?

@@ -1,19 +1,31 @@
-//! Handlers of the audience routes.
+//! `/api/audiences` (Lambda "audiences") and `/api/audiences/{id}` (Lambda "audience").
 
-use bytes::Bytes;
-use http::StatusCode;
-use serde::Deserialize;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
-use super::request::{bool_param, int_param, parse_body, query_pairs, uuid_param};
-use super::response::{json, no_content, ApiResponse};
+use super::error::{json, no_content, ApiResult};
+use super::extract::{Id, Json, Params, Payload};
 use crate::app::App;
-use crate::audience::{self, AudiencePatch, NewAudience};
-use crate::error::{Error, Result};
-use crate::sync::{self, log, NoProgress, SyncType};
+use crate::audience::{self, store, AudiencePatch, NewAudience};
+use crate::error::Error;
+use crate::sync::{log, member_store};
 
-const READ_ONLY: &[&str] = &[
+/// GET, POST /api/audiences
+pub fn collection() -> Router<App> {
+    Router::new().route("/api/audiences", get(list).post(create))
+}
+
+/// GET, PUT, DELETE /api/audiences/{id}
+pub fn item() -> Router<App> {
+    Router::new().route("/api/audiences/{id}", get(show).put(update).delete(delete))
+}
+
+/// Fields the server sets. The last, `meta_audience_id`, is refused at create only: a PUT may
+/// still point the audience at an existing Meta audience.
+const SERVER_SET: &[&str] = &[
     "id",
     "status",
     "total_synced",
@@ -22,128 +34,66 @@ const READ_ONLY: &[&str] = &[
     "meta_seed_audience_id",
     "created_at",
     "updated_at",
+    "meta_audience_id",
 ];
 
-pub async fn list(app: &App, query: Option<&str>) -> Result<ApiResponse> {
-    let mut is_active = None;
-    for (k, v) in query_pairs(query) {
-        if k == "is_active" {
-            is_active = Some(bool_param("is_active", &v)?);
-        }
-    }
+impl Payload for NewAudience {
+    const READ_ONLY: &'static [&'static str] = SERVER_SET;
+}
+
+impl Payload for AudiencePatch {
+    const READ_ONLY: &'static [&'static str] = SERVER_SET.split_at(SERVER_SET.len() - 1).0;
+}
+
+async fn list(State(app): State<App>, params: Params) -> ApiResult {
+    let is_active = params.bool("is_active")?;
     let db = crate::db::get(&app.pool).await?;
-    let audiences = audience::list(&**db, is_active).await?;
+    let audiences = store::list(&**db, is_active).await?;
     Ok(json(StatusCode::OK, &json!({ "audiences": audiences })))
 }
 
-pub async fn create(app: &App, body: &Bytes) -> Result<ApiResponse> {
-    let input: NewAudience = parse_body(body, &[READ_ONLY, &["meta_audience_id"]].concat())?;
+async fn create(State(app): State<App>, Json(input): Json<NewAudience>) -> ApiResult {
     let db = crate::db::get(&app.pool).await?;
     let created = audience::create(&**db, input).await?;
     Ok(json(StatusCode::CREATED, &created))
 }
 
-pub async fn get(app: &App, id: &str, query: Option<&str>) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let mut include: Vec<String> = Vec::new();
-    let mut members_limit = 100;
-    for (k, v) in query_pairs(query) {
-        match k.as_str() {
-            "include" => {
-                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    if !["members", "metrics", "sync_logs"].contains(&part) {
-                        return Err(Error::invalid(
-                            "include",
-                            format!("include takes members, metrics and sync_logs, not {part:?}"),
-                        ));
-                    }
-                    include.push(part.to_string());
-                }
-            }
-            "members_limit" => members_limit = int_param("members_limit", &v, 1, 1000)?,
-            _ => {}
-        }
+const INCLUDES: [&str; 3] = ["members", "metrics", "sync_logs"];
+
+async fn show(State(app): State<App>, Id(id): Id, params: Params) -> ApiResult {
+    let include = params.list("include");
+    if let Some(part) = include.iter().find(|p| !INCLUDES.contains(p)) {
+        return Err(Error::invalid(
+            "include",
+            format!("include takes members, metrics and sync_logs, not {part:?}"),
+        )
+        .into());
     }
+    let members_limit = params.int("members_limit", 1, 1000)?.unwrap_or(100);
     let db = crate::db::get(&app.pool).await?;
-    let a = audience::get(&**db, id).await?;
+    let a = store::get(&**db, id).await?;
     let mut body = serde_json::to_value(&a).unwrap_or(Value::Null);
-    let wants = |what: &str| include.iter().any(|i| i == what);
-    if wants("members") {
-        body["members"] = json!(audience::members(&**db, id, members_limit).await?);
+    if include.contains(&"members") {
+        body["members"] = json!(member_store::list(&**db, id, members_limit).await?);
     }
-    if wants("metrics") {
+    if include.contains(&"metrics") {
         body["metrics"] = audience::metrics(&**db, &a).await?;
     }
-    if wants("sync_logs") {
+    if include.contains(&"sync_logs") {
         body["sync_logs"] = json!(log::recent(&**db, id, 50).await?);
     }
     Ok(json(StatusCode::OK, &body))
 }
 
-pub async fn update(app: &App, id: &str, body: &Bytes) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let patch: AudiencePatch = parse_body(body, READ_ONLY)?;
+async fn update(State(app): State<App>, Id(id): Id, Json(patch): Json<AudiencePatch>) -> ApiResult {
     let mut db = crate::db::get(&app.pool).await?;
     let updated = audience::update(&mut db, id, patch).await?;
     Ok(json(StatusCode::OK, &updated))
 }
 
-/// Deletes in Meta first (when the audience is there), then here; a Meta failure deletes
-/// nothing. `keep_in_meta=true` deletes only the record here.
-pub async fn delete(app: &App, id: &str, query: Option<&str>) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let mut keep_in_meta = false;
-    for (k, v) in query_pairs(query) {
-        if k == "keep_in_meta" {
-            keep_in_meta = bool_param("keep_in_meta", &v)?;
-        }
-    }
-    let conn = crate::db::get(&app.pool).await?;
-    let a = audience::get(&**conn, id).await?;
-    let lock = sync::AudienceLock::try_acquire(conn, id)
-        .await?
-        .ok_or_else(|| {
-            Error::Conflict(
-                "a sync of this audience is running; delete it when the sync has finished".into(),
-            )
-        })?;
-    let in_meta = a.meta_audience_id.is_some() || a.meta_seed_audience_id.is_some();
-    if in_meta && !keep_in_meta {
-        let client = app.meta.as_deref().ok_or_else(|| {
-            Error::Conflict(
-                "the audience exists in Meta but Meta is not configured here: set META_ACCESS_TOKEN \
-                 to delete it there too, or pass keep_in_meta=true to delete only this record"
-                    .into(),
-            )
-        })?;
-        sync::meta::delete_in_meta(client, &a).await?;
-    }
-    audience::delete(lock.client(), id).await?;
-    lock.release().await?;
+/// `keep_in_meta=true` deletes only the record here.
+async fn delete(State(app): State<App>, Id(id): Id, params: Params) -> ApiResult {
+    let keep = params.bool("keep_in_meta")?.unwrap_or(false);
+    audience::delete(&app, id, keep).await?;
     Ok(no_content())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SyncRequest {
-    audience_id: Option<Uuid>,
-    sync_type: Option<SyncType>,
-}
-
-/// One audience with `{"audience_id", "sync_type"}`; every active audience with no body.
-pub async fn sync(app: &App, body: &Bytes) -> Result<ApiResponse> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        let all = sync::run_all(app, &NoProgress).await?;
-        return Ok(json(StatusCode::OK, &all));
-    }
-    let req: SyncRequest = parse_body(body, &[])?;
-    let audience_id = req.audience_id.ok_or_else(|| {
-        Error::invalid(
-            "audience_id",
-            "audience_id is required (send no body to sync every active audience)",
-        )
-    })?;
-    let sync_type = req.sync_type.unwrap_or(SyncType::Incremental);
-    let result = sync::run(app, audience_id, sync_type, &NoProgress).await?;
-    Ok(json(StatusCode::OK, &result))
 }

@@ -1,42 +1,49 @@
-//! Handlers of the person routes: bulk upsert, consent, erasure.
+//! `/api/persons…` (Lambda "segments"): bulk upsert, consent, erasure.
 
-use bytes::Bytes;
-use http::StatusCode;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{patch, post};
+use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::request::{parse_body, uuid_param};
-use super::response::{json, no_content, ApiResponse};
+use super::error::{json, no_content, ApiResult};
+use super::extract::{Id, Json, Payload};
 use crate::app::App;
-use crate::error::Result;
 use crate::person::{self, ConsentPatch};
 
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/api/persons", post(upsert))
+        .route("/api/persons/{id}", patch(consent).delete(erase))
+}
+
+/// Rows stay `Value`s here so that one malformed row cannot reject the others.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpsertRequest {
     persons: Vec<Value>,
 }
 
-pub async fn upsert(app: &App, body: &Bytes) -> Result<ApiResponse> {
-    let req: UpsertRequest = parse_body(body, &[])?;
-    let db = app.pool.get().await?;
+impl Payload for UpsertRequest {}
+impl Payload for ConsentPatch {}
+
+async fn upsert(State(app): State<App>, Json(req): Json<UpsertRequest>) -> ApiResult {
+    let db = crate::db::get(&app.pool).await?;
     let result = person::upsert(&**db, req.persons).await?;
     Ok(json(StatusCode::OK, &result))
 }
 
-pub async fn patch(app: &App, id: &str, body: &Bytes) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let patch: ConsentPatch = parse_body(body, &[])?;
-    let db = app.pool.get().await?;
+async fn consent(State(app): State<App>, Id(id): Id, Json(patch): Json<ConsentPatch>) -> ApiResult {
+    let db = crate::db::get(&app.pool).await?;
     Ok(json(
         StatusCode::OK,
         &person::set_consent(&**db, id, patch).await?,
     ))
 }
 
-pub async fn delete(app: &App, id: &str) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let db = app.pool.get().await?;
+async fn erase(State(app): State<App>, Id(id): Id) -> ApiResult {
+    let db = crate::db::get(&app.pool).await?;
     person::erase(&**db, id).await?;
     Ok(no_content())
 }

@@ -1,15 +1,32 @@
-//! Handlers of the segment routes.
+//! `/api/segments…` (Lambda "segments", with the person routes).
 
-use bytes::Bytes;
-use http::StatusCode;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::request::{parse_body, uuid_param};
-use super::response::{json, no_content, ApiResponse};
+use super::error::{json, no_content, ApiResult};
+use super::extract::{Id, Json, Payload};
 use crate::app::App;
-use crate::error::Result;
-use crate::segment::{store, NewSegment, Rule, SegmentPatch};
+use crate::segment::{self, store, NewSegment, Rule, SegmentPatch};
+
+pub fn router() -> Router<App> {
+    Router::new()
+        .route("/api/segments", get(list).post(create))
+        .route("/api/segments/preview", post(preview))
+        .route("/api/segments/{id}", get(show).put(update).delete(delete))
+        .route("/api/segments/{id}/refresh", post(refresh))
+}
+
+impl Payload for NewSegment {
+    const READ_ONLY: &'static [&'static str] = READ_ONLY;
+}
+
+impl Payload for SegmentPatch {
+    const READ_ONLY: &'static [&'static str] = READ_ONLY;
+}
 
 const READ_ONLY: &[&str] = &[
     "id",
@@ -20,48 +37,42 @@ const READ_ONLY: &[&str] = &[
     "audiences",
 ];
 
-pub async fn list(app: &App) -> Result<ApiResponse> {
-    let db = app.pool.get().await?;
+async fn list(State(app): State<App>) -> ApiResult {
+    let db = crate::db::get(&app.pool).await?;
     let segments = store::list(&**db).await?;
     Ok(json(StatusCode::OK, &json!({ "segments": segments })))
 }
 
-pub async fn create(app: &App, body: &Bytes) -> Result<ApiResponse> {
-    let input: NewSegment = parse_body(body, READ_ONLY)?;
-    let mut db = app.pool.get().await?;
+async fn create(State(app): State<App>, Json(input): Json<NewSegment>) -> ApiResult {
+    let mut db = crate::db::get(&app.pool).await?;
     let tx = db.transaction().await?;
-    let created = store::create(&*tx, input).await?;
+    let created = segment::create(&*tx, input).await?;
     tx.commit().await?;
     Ok(json(StatusCode::CREATED, &created))
 }
 
-pub async fn get(app: &App, id: &str) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let db = app.pool.get().await?;
+async fn show(State(app): State<App>, Id(id): Id) -> ApiResult {
+    let db = crate::db::get(&app.pool).await?;
     Ok(json(StatusCode::OK, &store::get(&**db, id).await?))
 }
 
-pub async fn update(app: &App, id: &str, body: &Bytes) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let patch: SegmentPatch = parse_body(body, READ_ONLY)?;
-    let mut db = app.pool.get().await?;
+async fn update(State(app): State<App>, Id(id): Id, Json(patch): Json<SegmentPatch>) -> ApiResult {
+    let mut db = crate::db::get(&app.pool).await?;
     let tx = db.transaction().await?;
-    let updated = store::update(&*tx, id, patch).await?;
+    let updated = segment::update(&*tx, id, patch).await?;
     tx.commit().await?;
     Ok(json(StatusCode::OK, &updated))
 }
 
-pub async fn delete(app: &App, id: &str) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let db = app.pool.get().await?;
-    store::delete(&**db, id).await?;
+async fn delete(State(app): State<App>, Id(id): Id) -> ApiResult {
+    let db = crate::db::get(&app.pool).await?;
+    segment::delete(&**db, id).await?;
     Ok(no_content())
 }
 
-pub async fn refresh(app: &App, id: &str) -> Result<ApiResponse> {
-    let id = uuid_param("id", id)?;
-    let db = app.pool.get().await?;
-    store::refresh(&**db, id).await?;
+async fn refresh(State(app): State<App>, Id(id): Id) -> ApiResult {
+    let db = crate::db::get(&app.pool).await?;
+    segment::refresh(&**db, id).await?;
     Ok(json(StatusCode::OK, &store::get(&**db, id).await?))
 }
 
@@ -71,9 +82,10 @@ struct PreviewRequest {
     rule: Value,
 }
 
-pub async fn preview(app: &App, body: &Bytes) -> Result<ApiResponse> {
-    let req: PreviewRequest = parse_body(body, &[])?;
+impl Payload for PreviewRequest {}
+
+async fn preview(State(app): State<App>, Json(req): Json<PreviewRequest>) -> ApiResult {
     let rule = Rule::parse("rule", &req.rule)?;
-    let db = app.pool.get().await?;
-    Ok(json(StatusCode::OK, &store::preview(&**db, &rule).await?))
+    let db = crate::db::get(&app.pool).await?;
+    Ok(json(StatusCode::OK, &segment::preview(&**db, &rule).await?))
 }

@@ -1,33 +1,15 @@
-//! Segments in PostgreSQL: CRUD, membership refresh (one set-based statement) and preview.
+//! All SQL of `segment` and `segment_member`: CRUD, the membership refresh (one set-based
+//! statement) and the preview.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use super::compile::compile;
-use super::rule::Rule;
-use crate::audience::{present, DESCRIPTION_MAX_CHARS, NAME_MAX_CHARS};
+use super::{Preview, Refreshed, Rule, Segment};
 use crate::db::DbError;
 use crate::error::{Error, Result};
-
-/// A segment as the API shows it, with the audiences it feeds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Segment {
-    pub id: Uuid,
-    pub name: String,
-    pub description: Option<String>,
-    /// `None`: a manual segment, whose members are put in by SQL.
-    pub rule: Option<Value>,
-    pub member_count: i32,
-    pub refreshed_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// `[{id, name}]` of the audiences built from it.
-    pub audiences: Value,
-}
 
 const SELECT: &str = "SELECT s.id, s.name, s.description, s.rule, s.member_count, s.refreshed_at, \
     s.created_at, s.updated_at, \
@@ -49,57 +31,6 @@ impl Segment {
             audiences: r.get("audiences"),
         }
     }
-}
-
-/// `POST /api/segments`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewSegment {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub rule: Option<Value>,
-}
-
-/// `PUT /api/segments/{id}`: absent = unchanged; `"rule": null` makes the segment manual.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SegmentPatch {
-    #[serde(default, deserialize_with = "present")]
-    pub name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    pub rule: Option<Option<Value>>,
-}
-
-fn valid_name(name: Option<String>) -> Result<String> {
-    let name = name.ok_or_else(|| Error::invalid("name", "name is required"))?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(Error::invalid("name", "name must not be empty"));
-    }
-    if name.chars().count() > NAME_MAX_CHARS {
-        return Err(Error::invalid(
-            "name",
-            format!("name must be at most {NAME_MAX_CHARS} characters"),
-        ));
-    }
-    Ok(name.to_string())
-}
-
-fn valid_description(d: &Option<String>) -> Result<()> {
-    match d {
-        Some(d) if d.chars().count() > DESCRIPTION_MAX_CHARS => Err(Error::invalid(
-            "description",
-            format!("description must be at most {DESCRIPTION_MAX_CHARS} characters"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// A stored rule, checked; `None` for a manual segment.
-fn valid_rule(rule: &Option<Value>) -> Result<Option<Rule>> {
-    rule.as_ref().map(|r| Rule::parse("rule", r)).transpose()
 }
 
 fn write_error(e: tokio_postgres::Error) -> Error {
@@ -126,124 +57,102 @@ pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Segment> {
         .ok_or_else(|| Error::not_found("segment", id))
 }
 
-/// Creates a segment; one with a rule gets its members at once.
-pub async fn create(db: &impl GenericClient, input: NewSegment) -> Result<Segment> {
-    let name = valid_name(input.name)?;
-    valid_description(&input.description)?;
-    let rule = valid_rule(&input.rule)?;
-    let id: Uuid = db
+/// The segment's stored rule (`None`: a manual segment).
+pub async fn rule(db: &impl GenericClient, id: Uuid) -> Result<Option<Value>> {
+    let row = db
+        .query_opt("SELECT rule FROM segment WHERE id = $1", &[&id])
+        .await?
+        .ok_or_else(|| Error::not_found("segment", id))?;
+    Ok(row.get(0))
+}
+
+pub async fn insert(
+    db: &impl GenericClient,
+    name: &str,
+    description: &Option<String>,
+    rule: &Option<Value>,
+) -> Result<Uuid> {
+    Ok(db
         .query_one(
             "INSERT INTO segment (name, description, rule) VALUES ($1, $2, $3) RETURNING id",
-            &[&name, &input.description, &input.rule],
+            &[&name, description, rule],
         )
         .await
         .map_err(write_error)?
-        .get(0);
-    if let Some(rule) = rule {
-        refresh_rule(db, id, &rule).await?;
-    }
-    get(db, id).await
+        .get(0))
 }
 
-/// Applies a partial update; a new rule is applied to the members at once.
-pub async fn update(db: &impl GenericClient, id: Uuid, patch: SegmentPatch) -> Result<Segment> {
-    let current = get(db, id).await?;
-    let name = match patch.name {
-        Some(n) => valid_name(n)?,
-        None => current.name,
-    };
-    let description = patch.description.unwrap_or(current.description);
-    valid_description(&description)?;
-    let rule_changed = patch.rule.is_some();
-    let rule = patch.rule.unwrap_or(current.rule);
-    let parsed = valid_rule(&rule)?;
+pub async fn update(
+    db: &impl GenericClient,
+    id: Uuid,
+    name: &str,
+    description: &Option<String>,
+    rule: &Option<Value>,
+) -> Result<()> {
     let n = db
         .execute(
             "UPDATE segment SET name = $2, description = $3, rule = $4, updated_at = now() \
              WHERE id = $1",
-            &[&id, &name, &description, &rule],
+            &[&id, &name, description, rule],
         )
         .await
         .map_err(write_error)?;
     if n == 0 {
         return Err(Error::not_found("segment", id));
     }
-    if let (true, Some(rule)) = (rule_changed, parsed) {
-        refresh_rule(db, id, &rule).await?;
-    }
-    get(db, id).await
+    Ok(())
 }
 
-/// Deletes a segment and its membership; refused while an audience is built from it.
-pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<()> {
+/// Deletes the segment and its membership. `false` when an audience is built from it (the
+/// audience's foreign key refuses).
+pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<bool> {
     match db
         .execute("DELETE FROM segment WHERE id = $1", &[&id])
         .await
     {
         Ok(0) => Err(Error::not_found("segment", id)),
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         Err(e) => {
             let e = DbError::from(e);
-            if e.constraint() != Some("custom_audience_segment_id_fkey") {
-                return Err(Error::Db(e));
+            match e.constraint() {
+                Some("custom_audience_segment_id_fkey") => Ok(false),
+                _ => Err(Error::Db(e)),
             }
-            let names: Vec<String> = db
-                .query(
-                    "SELECT name FROM custom_audience WHERE segment_id = $1 ORDER BY name",
-                    &[&id],
-                )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            Err(Error::Conflict(format!(
-                "the segment feeds {} audience(s) ({}): point them at another segment or delete them first",
-                names.len(),
-                names.join(", ")
-            )))
         }
     }
 }
 
-/// What a refresh changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Refreshed {
-    pub joined: i64,
-    pub left: i64,
-    pub member_count: i32,
+/// Names of the audiences built from the segment.
+pub async fn audiences_fed(db: &impl GenericClient, id: Uuid) -> Result<Vec<String>> {
+    Ok(db
+        .query(
+            "SELECT name FROM custom_audience WHERE segment_id = $1 ORDER BY name",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
-/// Brings the segment's members to its rule, or for a manual segment recounts them.
-pub async fn refresh(db: &impl GenericClient, id: Uuid) -> Result<Refreshed> {
+/// A manual segment's members, counted again.
+pub async fn recount(db: &impl GenericClient, id: Uuid) -> Result<i32> {
     let row = db
-        .query_opt("SELECT rule FROM segment WHERE id = $1", &[&id])
+        .query_opt(
+            "UPDATE segment s SET member_count = \
+               (SELECT count(*) FROM segment_member sm WHERE sm.segment_id = s.id) \
+             WHERE s.id = $1 RETURNING s.member_count",
+            &[&id],
+        )
         .await?
         .ok_or_else(|| Error::not_found("segment", id))?;
-    let rule: Option<Value> = row.get(0);
-    match valid_rule(&rule)? {
-        Some(rule) => refresh_rule(db, id, &rule).await,
-        None => {
-            let row = db
-                .query_one(
-                    "UPDATE segment s SET member_count = \
-                       (SELECT count(*) FROM segment_member sm WHERE sm.segment_id = s.id) \
-                     WHERE s.id = $1 RETURNING s.member_count",
-                    &[&id],
-                )
-                .await?;
-            Ok(Refreshed {
-                joined: 0,
-                left: 0,
-                member_count: row.get(0),
-            })
-        }
-    }
+    Ok(row.get(0))
 }
 
 /// One statement: the people matching the rule (computed once), compared with the members in
 /// one hash join, joiners inserted, leavers deleted, the count and time recorded. The segment
 /// row is locked first, so two refreshes of one segment take turns instead of racing.
-async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Result<Refreshed> {
+pub async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Result<Refreshed> {
     let w = compile(rule, 1);
     let sql = format!(
         "WITH s AS (SELECT id FROM segment WHERE id = $1 FOR NO KEY UPDATE), \
@@ -280,17 +189,8 @@ async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Result<
     Ok(r)
 }
 
-/// What a rule selects, without saving anything.
-#[derive(Debug, Clone, Serialize)]
-pub struct Preview {
-    pub count: i64,
-    /// Up to 10 person ids, in id order.
-    pub sample: Vec<Uuid>,
-}
-
-pub const PREVIEW_SAMPLE: i64 = 10;
-
-pub async fn preview(db: &impl GenericClient, rule: &Rule) -> Result<Preview> {
+/// The count and the first `sample` ids (in id order) of the people `rule` selects.
+pub async fn preview(db: &impl GenericClient, rule: &Rule, sample: i64) -> Result<Preview> {
     let w = compile(rule, 1);
     let sql = format!(
         "WITH m AS MATERIALIZED (SELECT p.id FROM person p WHERE {}) \
@@ -298,10 +198,7 @@ pub async fn preview(db: &impl GenericClient, rule: &Rule) -> Result<Preview> {
         w.sql
     );
     let row = db
-        .query_one(
-            &sql,
-            &w.params_after(&[&PREVIEW_SAMPLE as &(dyn ToSql + Sync)]),
-        )
+        .query_one(&sql, &w.params_after(&[&sample as &(dyn ToSql + Sync)]))
         .await?;
     Ok(Preview {
         count: row.get(0),

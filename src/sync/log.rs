@@ -1,4 +1,6 @@
-//! `audience_sync_log`: one row per sync, pending → in_progress → completed | failed.
+//! All SQL of `audience_sync_log`: one row per sync, pending → in_progress → completed |
+//! failed. The transitions that also show on the audience (`status`, `last_synced_at`) update
+//! both rows in one statement, so the two never disagree.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -171,26 +173,6 @@ pub async fn pause(db: &impl GenericClient, log_id: Uuid, o: &Outcome) -> Result
     Ok(())
 }
 
-/// Members this sync (since `started`) got accepted, those it could not send, and all the
-/// audience's synced members: one scan.
-pub async fn member_counts(
-    db: &impl GenericClient,
-    audience_id: Uuid,
-    started: DateTime<Utc>,
-) -> Result<(i64, i64, i64)> {
-    let row = db
-        .query_one(
-            "SELECT count(*) FILTER (WHERE is_synced AND synced_at >= $2), \
-                    count(*) FILTER (WHERE NOT is_synced AND failure_reason IS NOT NULL \
-                                     AND updated_at >= $2), \
-                    count(*) FILTER (WHERE is_synced) \
-             FROM audience_member_sync WHERE audience_id = $1 AND NOT removal_pending",
-            &[&audience_id, &started],
-        )
-        .await?;
-    Ok((row.get(0), row.get(1), row.get(2)))
-}
-
 /// What a finished sync reports.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
@@ -202,54 +184,31 @@ pub struct Outcome {
     pub details: Value,
 }
 
-/// in_progress → completed; the audience is active with its new totals.
-pub async fn complete(
+/// in_progress → completed (`error` is `None`: the audience is active, synced now) or failed
+/// (the audience carries the message; members accepted before the failure stay synced and
+/// count). Both rows in one statement.
+pub async fn close(
     db: &impl GenericClient,
     log_id: Uuid,
     audience_id: Uuid,
+    error: Option<&str>,
     o: &Outcome,
 ) -> Result<()> {
     db.execute(
-        "WITH l AS (UPDATE audience_sync_log SET status = 'completed', completed_at = now(), \
-                    checkpoint = NULL, synced_count = $3, failed_count = $4, meta_response = $5, details = $6 \
+        "WITH l AS (UPDATE audience_sync_log \
+                    SET status = CASE WHEN $3::text IS NULL THEN 'completed' ELSE 'failed' END, \
+                        completed_at = now(), checkpoint = NULL, error_message = $3, \
+                        synced_count = $4, failed_count = $5, meta_response = $6, details = $7 \
                     WHERE id = $1) \
-         UPDATE custom_audience SET status = 'active', last_synced_at = now(), \
-                sync_error_message = NULL, updated_at = now(), total_synced = $7 \
+         UPDATE custom_audience \
+         SET status = CASE WHEN $3::text IS NULL THEN 'active' ELSE 'failed' END, \
+             last_synced_at = CASE WHEN $3::text IS NULL THEN now() ELSE last_synced_at END, \
+             sync_error_message = $3, updated_at = now(), total_synced = $8 \
          WHERE id = $2",
         &[
             &log_id,
             &audience_id,
-            &o.synced_count,
-            &o.failed_count,
-            &o.meta_response,
-            &o.details,
-            &o.total_synced,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// in_progress → failed, saying why; the audience carries the message. Members accepted before
-/// the failure stay synced and count.
-pub async fn fail(
-    db: &impl GenericClient,
-    log_id: Uuid,
-    audience_id: Uuid,
-    message: &str,
-    o: &Outcome,
-) -> Result<()> {
-    db.execute(
-        "WITH l AS (UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
-                    checkpoint = NULL, error_message = $3, synced_count = $4, failed_count = $5, \
-                    meta_response = $6, details = $7 WHERE id = $1) \
-         UPDATE custom_audience SET status = 'failed', sync_error_message = $3, \
-                updated_at = now(), total_synced = $8 \
-         WHERE id = $2",
-        &[
-            &log_id,
-            &audience_id,
-            &message,
+            &error,
             &o.synced_count,
             &o.failed_count,
             &o.meta_response,

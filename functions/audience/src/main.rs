@@ -1,6 +1,9 @@
-//! Lambda "audience": GET, PUT, DELETE /api/audiences/{id}. Builds the shared state once, then hands every request to the core.
+//! Lambda "audience": GET, PUT, DELETE /api/audiences/{id}. Builds the shared state once, then serves its group's router.
+
+use audience_sync::http::{router, Group};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    audience_sync::lambda::run_http(audience_sync::http::Group::Audience).await
+    let app = audience_sync::lambda::cold_start().await;
+    lambda_http::run(router(Group::Audience, app)).await
 }

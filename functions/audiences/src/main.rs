@@ -1,6 +1,9 @@
-//! Lambda "audiences": GET, POST /api/audiences. Builds the shared state once, then hands every request to the core.
+//! Lambda "audiences": GET, POST /api/audiences. Builds the shared state once, then serves its group's router.
+
+use audience_sync::http::{router, Group};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    audience_sync::lambda::run_http(audience_sync::http::Group::Audiences).await
+    let app = audience_sync::lambda::cold_start().await;
+    lambda_http::run(router(Group::Audiences, app)).await
 }

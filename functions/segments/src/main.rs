@@ -1,6 +1,9 @@
-//! Lambda "segments": the segment and person routes. Builds the shared state once, then hands every request to the core.
+//! Lambda "segments": the segment and person routes. Builds the shared state once, then serves its group's router.
+
+use audience_sync::http::{router, Group};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    audience_sync::lambda::run_http(audience_sync::http::Group::Segments).await
+    let app = audience_sync::lambda::cold_start().await;
+    lambda_http::run(router(Group::Segments, app)).await
 }

@@ -1,13 +1,18 @@
-//! Custom audiences: the domain type, its validation rules, and its store.
+//! Custom audiences: the domain type, its validation rules, and what creating, changing and
+//! deleting one involves. Its SQL is in `store`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::db::DbError;
+use crate::app::App;
 use crate::error::{Error, Result};
+use crate::input;
+use crate::sync::AudienceLock;
+
+pub mod store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,38 +84,7 @@ pub struct Audience {
     pub meta_metrics: Option<Value>,
 }
 
-const COLUMNS: &str = "id, name, description, meta_audience_id, meta_business_account_id, \
-    segment_id, audience_type, lookalike_country, lookalike_percentage, rule, auto_sync, \
-    sync_interval_hours, last_synced_at, is_active, status, total_synced, sync_error_message, \
-    meta_seed_audience_id, created_at, updated_at, meta_metrics";
-
 impl Audience {
-    fn from_row(row: &Row) -> Self {
-        Audience {
-            id: row.get("id"),
-            name: row.get("name"),
-            description: row.get("description"),
-            meta_audience_id: row.get("meta_audience_id"),
-            meta_business_account_id: row.get("meta_business_account_id"),
-            segment_id: row.get("segment_id"),
-            audience_type: AudienceType::from_db(row.get("audience_type")),
-            lookalike_country: row.get("lookalike_country"),
-            lookalike_percentage: row.get("lookalike_percentage"),
-            rule: row.get("rule"),
-            auto_sync: row.get("auto_sync"),
-            sync_interval_hours: row.get("sync_interval_hours"),
-            last_synced_at: row.get("last_synced_at"),
-            is_active: row.get("is_active"),
-            status: row.get("status"),
-            total_synced: row.get("total_synced"),
-            sync_error_message: row.get("sync_error_message"),
-            meta_seed_audience_id: row.get("meta_seed_audience_id"),
-            created_at: row.get("created_at"),
-            updated_at: row.get("updated_at"),
-            meta_metrics: row.get("meta_metrics"),
-        }
-    }
-
     /// The settable fields as they stand, the base a partial update applies to.
     fn spec(&self) -> AudienceSpec {
         AudienceSpec {
@@ -189,61 +163,48 @@ impl NewAudience {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AudiencePatch {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub audience_type: Option<Option<AudienceType>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub segment_id: Option<Option<Uuid>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub lookalike_country: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub lookalike_percentage: Option<Option<i32>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub rule: Option<Option<Value>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub auto_sync: Option<Option<bool>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub sync_interval_hours: Option<Option<i32>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub is_active: Option<Option<bool>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub meta_business_account_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     pub meta_audience_id: Option<Option<String>>,
-}
-
-/// Tells a field sent as `null` (Some(None)) from a field not sent (None, via `default`).
-pub(crate) fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-fn required<T>(field: &str, v: Option<T>) -> Result<T> {
-    v.ok_or_else(|| Error::invalid(field, format!("{field} cannot be null")))
 }
 
 impl AudiencePatch {
     fn apply(self, s: &mut AudienceSpec) -> Result<()> {
         if let Some(v) = self.name {
-            s.name = required("name", v)?;
+            s.name = input::required("name", v)?;
         }
         if let Some(v) = self.audience_type {
-            s.audience_type = required("audience_type", v)?;
+            s.audience_type = input::required("audience_type", v)?;
         }
         if let Some(v) = self.auto_sync {
-            s.auto_sync = required("auto_sync", v)?;
+            s.auto_sync = input::required("auto_sync", v)?;
         }
         if let Some(v) = self.sync_interval_hours {
-            s.sync_interval_hours = required("sync_interval_hours", v)?;
+            s.sync_interval_hours = input::required("sync_interval_hours", v)?;
         }
         if let Some(v) = self.is_active {
-            s.is_active = required("is_active", v)?;
+            s.is_active = input::required("is_active", v)?;
         }
         if let Some(v) = self.description {
             s.description = v;
@@ -270,33 +231,14 @@ impl AudiencePatch {
     }
 }
 
-pub const NAME_MAX_CHARS: usize = 200;
-pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 pub const RETENTION_DAYS_MAX: i64 = 180;
 
 impl AudienceSpec {
     /// Checks every rule and normalizes what has one spelling (country upper case, account id
     /// without `act_`).
     pub fn validate(&mut self) -> Result<()> {
-        let name = self.name.trim();
-        if name.is_empty() {
-            return Err(Error::invalid("name", "name must not be empty"));
-        }
-        if name.chars().count() > NAME_MAX_CHARS {
-            return Err(Error::invalid(
-                "name",
-                format!("name must be at most {NAME_MAX_CHARS} characters"),
-            ));
-        }
-        self.name = name.to_string();
-        if let Some(d) = &self.description {
-            if d.chars().count() > DESCRIPTION_MAX_CHARS {
-                return Err(Error::invalid(
-                    "description",
-                    format!("description must be at most {DESCRIPTION_MAX_CHARS} characters"),
-                ));
-            }
-        }
+        self.name = input::name(Some(&self.name))?;
+        input::description(self.description.as_deref())?;
         if !(1..=8760).contains(&self.sync_interval_hours) {
             return Err(Error::invalid(
                 "sync_interval_hours",
@@ -400,7 +342,7 @@ pub struct EngagementRule {
 
 impl EngagementRule {
     pub fn parse(v: &Value) -> Result<Self> {
-        let rule: EngagementRule = crate::http::request::from_value("rule", v.clone())?;
+        let rule: EngagementRule = input::from_value("rule", v.clone())?;
         if rule.pixel_id.is_empty() || !rule.pixel_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::invalid(
                 "rule.pixel_id",
@@ -431,71 +373,11 @@ impl EngagementRule {
     }
 }
 
-/// Maps the constraint violations a write can hit to the caller's mistake.
-fn write_error(e: tokio_postgres::Error, segment_id: Option<Uuid>) -> Error {
-    let e = DbError::from(e);
-    match e.constraint() {
-        Some("custom_audience_name_key") => {
-            Error::Conflict("an audience with this name already exists".into())
-        }
-        Some("custom_audience_segment_id_fkey") => Error::invalid(
-            "segment_id",
-            format!(
-                "segment {} does not exist",
-                segment_id.map(|s| s.to_string()).unwrap_or_default()
-            ),
-        ),
-        _ => Error::Db(e),
-    }
-}
-
-pub async fn list(db: &impl GenericClient, is_active: Option<bool>) -> Result<Vec<Audience>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM custom_audience \
-         WHERE $1::boolean IS NULL OR is_active = $1 ORDER BY created_at DESC, id"
-    );
-    let rows = db.query(&sql, &[&is_active]).await?;
-    Ok(rows.iter().map(Audience::from_row).collect())
-}
-
-pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Audience> {
-    let sql = format!("SELECT {COLUMNS} FROM custom_audience WHERE id = $1");
-    let row = db.query_opt(&sql, &[&id]).await?;
-    row.map(|r| Audience::from_row(&r))
-        .ok_or_else(|| Error::not_found("audience", id))
-}
-
+/// Creates an audience from what the caller sent, after checking every rule.
 pub async fn create(db: &impl GenericClient, input: NewAudience) -> Result<Audience> {
     let mut spec = input.into_spec()?;
     spec.validate()?;
-    let sql = format!(
-        "INSERT INTO custom_audience (name, description, audience_type, segment_id, \
-         lookalike_country, lookalike_percentage, rule, auto_sync, sync_interval_hours, is_active, \
-         meta_business_account_id, meta_audience_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
-    );
-    let row = db
-        .query_one(&sql, &spec_params(&spec))
-        .await
-        .map_err(|e| write_error(e, spec.segment_id))?;
-    Ok(Audience::from_row(&row))
-}
-
-fn spec_params(s: &AudienceSpec) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
-    [
-        &s.name,
-        &s.description,
-        &s.audience_type,
-        &s.segment_id,
-        &s.lookalike_country,
-        &s.lookalike_percentage,
-        &s.rule,
-        &s.auto_sync,
-        &s.sync_interval_hours,
-        &s.is_active,
-        &s.meta_business_account_id,
-        &s.meta_audience_id,
-    ]
+    store::insert(db, &spec).await
 }
 
 /// Applies a partial update. Changing the type of an audience Meta already has is refused:
@@ -506,7 +388,7 @@ pub async fn update(
     patch: AudiencePatch,
 ) -> Result<Audience> {
     let tx = db.transaction().await?;
-    let current = get_for_update(&*tx, id).await?;
+    let current = store::get_for_update(&*tx, id).await?;
     let mut spec = current.spec();
     patch.apply(&mut spec)?;
     spec.validate()?;
@@ -519,104 +401,45 @@ pub async fn update(
             current.meta_audience_id.as_deref().unwrap_or_default()
         )));
     }
-    let sql = format!(
-        "UPDATE custom_audience SET name = $1, description = $2, audience_type = $3, \
-         segment_id = $4, lookalike_country = $5, lookalike_percentage = $6, rule = $7, \
-         auto_sync = $8, sync_interval_hours = $9, is_active = $10, \
-         meta_business_account_id = $11, meta_audience_id = $12, updated_at = now() \
-         WHERE id = $13 RETURNING {COLUMNS}"
-    );
-    let mut params = spec_params(&spec).to_vec();
-    params.push(&id);
-    let row = tx
-        .query_one(&sql, &params)
-        .await
-        .map_err(|e| write_error(e, spec.segment_id))?;
+    let updated = store::update(&*tx, id, &spec).await?;
     tx.commit().await?;
-    Ok(Audience::from_row(&row))
+    Ok(updated)
 }
 
-async fn get_for_update(db: &impl GenericClient, id: Uuid) -> Result<Audience> {
-    let sql = format!("SELECT {COLUMNS} FROM custom_audience WHERE id = $1 FOR UPDATE");
-    let row = db.query_opt(&sql, &[&id]).await?;
-    row.map(|r| Audience::from_row(&r))
-        .ok_or_else(|| Error::not_found("audience", id))
-}
-
-pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<()> {
-    let n = db
-        .execute("DELETE FROM custom_audience WHERE id = $1", &[&id])
-        .await?;
-    if n == 0 {
-        return Err(Error::not_found("audience", id));
-    }
-    Ok(())
-}
-
-/// Meta's view of the audience, recorded after each sync.
-pub async fn record_meta_metrics(db: &impl GenericClient, id: Uuid, metrics: &Value) -> Result<()> {
-    db.execute(
-        "UPDATE custom_audience SET meta_metrics = $2 WHERE id = $1",
-        &[&id, metrics],
-    )
-    .await?;
-    Ok(())
-}
-
-/// One member as the API shows it: state only, never contact data or hashes.
-#[derive(Debug, Serialize)]
-pub struct Member {
-    pub id: Uuid,
-    pub person_id: Option<Uuid>,
-    pub is_synced: bool,
-    pub synced_at: Option<DateTime<Utc>>,
-    pub failure_reason: Option<String>,
-    pub removal_pending: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-pub async fn members(db: &impl GenericClient, id: Uuid, limit: i64) -> Result<Vec<Member>> {
-    let rows = db
-        .query(
-            "SELECT id, person_id, is_synced, synced_at, failure_reason, removal_pending, \
-             created_at, updated_at FROM audience_member_sync \
-             WHERE audience_id = $1 ORDER BY created_at, id LIMIT $2",
-            &[&id, &limit],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Member {
-            id: r.get(0),
-            person_id: r.get(1),
-            is_synced: r.get(2),
-            synced_at: r.get(3),
-            failure_reason: r.get(4),
-            removal_pending: r.get(5),
-            created_at: r.get(6),
-            updated_at: r.get(7),
-        })
-        .collect())
-}
-
-/// `get_audience_metrics`, plus Meta's own numbers as read at the last sync.
+/// `get_audience_metrics`, plus the platform's own numbers as read at the last sync.
 pub async fn metrics(db: &impl GenericClient, audience: &Audience) -> Result<Value> {
-    let row = db
-        .query_one(
-            "SELECT total_members, synced_count, last_sync_date, sync_status \
-             FROM get_audience_metrics($1)",
-            &[&audience.id],
-        )
-        .await?;
-    let mut metrics = serde_json::json!({
-        "total_members": row.get::<_, i32>(0),
-        "synced_count": row.get::<_, i32>(1),
-        "last_sync_date": row.get::<_, Option<DateTime<Utc>>>(2),
-        "sync_status": row.get::<_, String>(3),
-    });
-    if let (Some(Value::Object(meta)), Value::Object(m)) = (&audience.meta_metrics, &mut metrics) {
-        m.extend(meta.clone());
+    let mut metrics = store::member_metrics(db, audience.id).await?;
+    if let (Some(Value::Object(platform)), Value::Object(m)) =
+        (&audience.meta_metrics, &mut metrics)
+    {
+        m.extend(platform.clone());
     }
     Ok(metrics)
+}
+
+/// Deletes the audience: on its platform first (when it is there and `keep_on_platform` is
+/// false), then here, under the audience's sync lock so no sync runs meanwhile. A platform
+/// failure deletes nothing.
+pub async fn delete(app: &App, id: Uuid, keep_on_platform: bool) -> Result<()> {
+    let conn = crate::db::get(&app.pool).await?;
+    let audience = store::get(&**conn, id).await?;
+    let lock = AudienceLock::try_acquire(conn, id).await?.ok_or_else(|| {
+        Error::Conflict(
+            "a sync of this audience is running; delete it when the sync has finished".into(),
+        )
+    })?;
+    let on_platform =
+        audience.meta_audience_id.is_some() || audience.meta_seed_audience_id.is_some();
+    if on_platform && !keep_on_platform {
+        let client = app.meta.as_deref().ok_or_else(|| {
+            Error::Conflict(
+                "the audience exists in Meta but Meta is not configured here: set META_ACCESS_TOKEN \
+                 to delete it there too, or pass keep_in_meta=true to delete only this record"
+                    .into(),
+            )
+        })?;
+        crate::destinations::meta::delete_audience(client, &audience).await?;
+    }
+    store::delete(lock.client(), id).await?;
+    lock.release().await
 }

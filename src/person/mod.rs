@@ -11,12 +11,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::meta::normalize::{normalize_country, normalize_email};
-use crate::segment::rule::parse_date;
+use crate::input;
+
+pub mod store;
+use crate::identity::{normalize_country, normalize_email, parse_date};
 
 /// Rows of one `POST /api/persons`.
 pub const MAX_PER_REQUEST: usize = 10_000;
@@ -41,32 +43,6 @@ pub struct Person {
     pub marketing_opt_out: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str = "id, external_id, email, phone, first_name, last_name, city, state, zip, \
-    country, date_of_birth, gender, attributes, marketing_opt_out, created_at, updated_at";
-
-impl Person {
-    fn from_row(r: &Row) -> Self {
-        Person {
-            id: r.get("id"),
-            external_id: r.get("external_id"),
-            email: r.get("email"),
-            phone: r.get("phone"),
-            first_name: r.get("first_name"),
-            last_name: r.get("last_name"),
-            city: r.get("city"),
-            state: r.get("state"),
-            zip: r.get("zip"),
-            country: r.get("country"),
-            date_of_birth: r.get("date_of_birth"),
-            gender: r.get("gender"),
-            attributes: r.get("attributes"),
-            marketing_opt_out: r.get("marketing_opt_out"),
-            created_at: r.get("created_at"),
-            updated_at: r.get("updated_at"),
-        }
-    }
 }
 
 /// One row of `POST /api/persons`, as sent.
@@ -102,26 +78,8 @@ pub struct UpsertResult {
     pub errors: Vec<RowError>,
 }
 
-/// The columns of the rows to write, one vector per column (for `UNNEST`).
-#[derive(Default)]
-struct Columns {
-    external_id: Vec<String>,
-    email: Vec<Option<String>>,
-    phone: Vec<Option<String>>,
-    first_name: Vec<Option<String>>,
-    last_name: Vec<Option<String>>,
-    city: Vec<Option<String>>,
-    state: Vec<Option<String>>,
-    zip: Vec<Option<String>>,
-    country: Vec<Option<String>>,
-    date_of_birth: Vec<Option<NaiveDate>>,
-    gender: Vec<Option<String>>,
-    attributes: Vec<Value>,
-    marketing_opt_out: Vec<bool>,
-}
-
 /// A checked row, as it will be stored.
-struct Valid {
+pub(crate) struct Valid {
     external_id: String,
     email: Option<String>,
     country: Option<String>,
@@ -235,26 +193,6 @@ fn validate(index: usize, input: PersonInput) -> std::result::Result<Valid, Vec<
     })
 }
 
-impl Columns {
-    fn push(&mut self, v: Valid) {
-        let i = v.input;
-        self.external_id.push(v.external_id);
-        self.email.push(v.email);
-        self.phone.push(i.phone);
-        self.first_name.push(i.first_name);
-        self.last_name.push(i.last_name);
-        self.city.push(i.city);
-        self.state.push(i.state);
-        self.zip.push(i.zip);
-        self.country.push(v.country);
-        self.date_of_birth.push(v.date_of_birth);
-        self.gender.push(i.gender);
-        self.attributes.push(v.attributes);
-        self.marketing_opt_out
-            .push(i.marketing_opt_out.unwrap_or(false));
-    }
-}
-
 /// Checks every row, then writes the good ones in one statement. A row that breaks a rule is
 /// reported and nothing of it is written. Rows are `Value`s so that one malformed row cannot
 /// reject the others.
@@ -280,7 +218,7 @@ pub async fn upsert(db: &impl GenericClient, rows: Vec<Value>) -> Result<UpsertR
             });
             continue;
         }
-        let input: PersonInput = match crate::http::request::from_value("", row) {
+        let input: PersonInput = match input::from_value("", row) {
             Ok(i) => i,
             Err(Error::Invalid { field, message, .. }) => {
                 errors.push(RowError {
@@ -313,49 +251,7 @@ pub async fn upsert(db: &impl GenericClient, rows: Vec<Value>) -> Result<UpsertR
     // One lock order for every import, so two concurrent imports of the same people wait for
     // each other instead of deadlocking.
     valid.sort_unstable_by(|a, b| a.external_id.cmp(&b.external_id));
-    let mut cols = Columns::default();
-    valid.into_iter().for_each(|v| cols.push(v));
-    let upserted = if cols.external_id.is_empty() {
-        0
-    } else {
-        db.execute(
-            "INSERT INTO person (external_id, email, phone, first_name, last_name, city, state, \
-                                 zip, country, date_of_birth, gender, attributes, marketing_opt_out) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                  $6::text[], $7::text[], $8::text[], $9::text[], $10::date[], \
-                                  $11::text[], $12::jsonb[], $13::boolean[]) \
-             ON CONFLICT (external_id) DO UPDATE SET \
-               email = COALESCE(EXCLUDED.email, person.email), \
-               phone = COALESCE(EXCLUDED.phone, person.phone), \
-               first_name = COALESCE(EXCLUDED.first_name, person.first_name), \
-               last_name = COALESCE(EXCLUDED.last_name, person.last_name), \
-               city = COALESCE(EXCLUDED.city, person.city), \
-               state = COALESCE(EXCLUDED.state, person.state), \
-               zip = COALESCE(EXCLUDED.zip, person.zip), \
-               country = COALESCE(EXCLUDED.country, person.country), \
-               date_of_birth = COALESCE(EXCLUDED.date_of_birth, person.date_of_birth), \
-               gender = COALESCE(EXCLUDED.gender, person.gender), \
-               attributes = person.attributes || EXCLUDED.attributes, \
-               marketing_opt_out = person.marketing_opt_out OR EXCLUDED.marketing_opt_out, \
-               updated_at = now()",
-            &[
-                &cols.external_id,
-                &cols.email,
-                &cols.phone,
-                &cols.first_name,
-                &cols.last_name,
-                &cols.city,
-                &cols.state,
-                &cols.zip,
-                &cols.country,
-                &cols.date_of_birth,
-                &cols.gender,
-                &cols.attributes,
-                &cols.marketing_opt_out,
-            ],
-        )
-        .await?
-    };
+    let upserted = store::upsert(db, valid).await?;
     Ok(UpsertResult { upserted, errors })
 }
 
@@ -368,31 +264,16 @@ pub struct ConsentPatch {
 
 /// Records consent. An opted-out person leaves every audience at its next sync.
 pub async fn set_consent(db: &impl GenericClient, id: Uuid, patch: ConsentPatch) -> Result<Person> {
-    let sql = format!(
-        "UPDATE person SET marketing_opt_out = $2, updated_at = now() WHERE id = $1 \
-         RETURNING {COLUMNS}"
-    );
-    db.query_opt(&sql, &[&id, &patch.marketing_opt_out])
+    store::set_opt_out(db, id, patch.marketing_opt_out)
         .await?
-        .map(|r| Person::from_row(&r))
         .ok_or_else(|| Error::not_found("person", id))
 }
 
 /// Erases a person: the row goes, and with it every segment membership (the segments' counts
-/// follow). Audience members keep only the hashes Meta was sent, without a person, so the next
-/// sync removes exactly those from Meta.
+/// follow). Audience members keep only the hashes the platform was sent, without a person, so
+/// the next sync removes exactly those from the platform.
 pub async fn erase(db: &impl GenericClient, id: Uuid) -> Result<()> {
-    let row = db
-        .query_one(
-            "WITH counts AS ( \
-               UPDATE segment s SET member_count = GREATEST(s.member_count - 1, 0) \
-               FROM segment_member sm WHERE sm.segment_id = s.id AND sm.person_id = $1), \
-             gone AS (DELETE FROM person WHERE id = $1 RETURNING 1) \
-             SELECT count(*) FROM gone",
-            &[&id],
-        )
-        .await?;
-    if row.get::<_, i64>(0) == 0 {
+    if !store::delete(db, id).await? {
         return Err(Error::not_found("person", id));
     }
     Ok(())

@@ -1,7 +1,9 @@
-//! Turning request bodies, query strings and path segments into typed values, with errors that
-//! name the field at fault.
+//! Turning input (request bodies, query strings, path segments, rows of an import) into typed
+//! values, with errors that name the field at fault, and the text rules several resources share.
+//! Used by the domain and by the HTTP layer alike; it knows nothing of HTTP.
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -164,4 +166,52 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect()
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a field not sent (`None`, via `default`):
+/// `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>`.
+pub fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A field a partial update may leave out but not clear.
+pub fn required<T>(field: &str, v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| Error::invalid(field, format!("{field} cannot be null")))
+}
+
+/// Characters of a resource's name (audiences, segments).
+pub const NAME_MAX_CHARS: usize = 200;
+/// Characters of a resource's description.
+pub const DESCRIPTION_MAX_CHARS: usize = 2000;
+
+/// A name, trimmed: present, not empty, at most [`NAME_MAX_CHARS`].
+pub fn name(name: Option<&str>) -> Result<String> {
+    let name = name
+        .ok_or_else(|| Error::invalid("name", "name is required"))?
+        .trim();
+    if name.is_empty() {
+        return Err(Error::invalid("name", "name must not be empty"));
+    }
+    if name.chars().count() > NAME_MAX_CHARS {
+        return Err(Error::invalid(
+            "name",
+            format!("name must be at most {NAME_MAX_CHARS} characters"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// A description of at most [`DESCRIPTION_MAX_CHARS`].
+pub fn description(d: Option<&str>) -> Result<()> {
+    match d {
+        Some(d) if d.chars().count() > DESCRIPTION_MAX_CHARS => Err(Error::invalid(
+            "description",
+            format!("description must be at most {DESCRIPTION_MAX_CHARS} characters"),
+        )),
+        _ => Ok(()),
+    }
 }

@@ -1,17 +1,19 @@
-//! The Meta side of a sync: the audience (and a lookalike's seed) created on first sync, members
-//! sent as hashed rows, Meta's answers kept in the log, its view of the audience read back.
+//! Meta as a destination of the sync engine: the audience (and a lookalike's seed) created on
+//! first sync, members sent as hashed rows, Meta's answers kept in the log, its view of the
+//! audience read back.
 
 use serde_json::{json, Value};
 use tokio_postgres::Client;
-use uuid::Uuid;
 
-use super::destination::{Accepted, Destination, Removal};
-use crate::audience::{self, Audience, AudienceType, EngagementRule};
+use super::client::MetaClient;
+use super::error::ErrorKind;
+use super::hashing::{HashedRow, SCHEMA};
+use super::wire::{Session, UsersPayload, UsersResponse};
+use crate::audience::store::{self as audiences, PlatformId};
+use crate::audience::{Audience, AudienceType, EngagementRule};
+use crate::destinations::{Accepted, Destination, Opening, Removal};
 use crate::error::{Error, Result};
-use crate::meta::client::{Session, UsersPayload};
-use crate::meta::error::ErrorKind;
-use crate::meta::normalize::{HashedRow, SCHEMA};
-use crate::meta::MetaClient;
+use crate::sync::member_store;
 
 /// Meta keeps at most this many invalid-entry samples per answer; we keep as many per sync.
 const MAX_SAMPLES: usize = 100;
@@ -19,9 +21,13 @@ const MAX_SAMPLES: usize = 100;
 /// Members go to one Meta audience: a customer list's own, or a lookalike's seed.
 pub struct MetaDestination<'a> {
     client: &'a MetaClient,
-    audience_id: String,
+    /// Where members go, once [`Destination::open`] has settled it.
+    target: Option<String>,
     replace: Option<ReplaceSession>,
     stats: Stats,
+    /// The audience's Meta ids, as they stand (the sync may create them).
+    meta_audience_id: Option<String>,
+    meta_seed_audience_id: Option<String>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -44,31 +50,22 @@ struct Stats {
 }
 
 impl<'a> MetaDestination<'a> {
-    /// `replace_total`: the members a full sync's replace session will carry (about).
-    pub fn new(client: &'a MetaClient, audience_id: String, replace_total: Option<u64>) -> Self {
+    pub fn new(client: &'a MetaClient, audience: &Audience) -> Self {
         MetaDestination {
             client,
-            audience_id,
-            // Unique in the ad account: random, positive as an int64.
-            replace: replace_total.map(|estimated_total| ReplaceSession {
-                session_id: rand::random_range(1..i64::MAX as u64),
-                next_seq: 1,
-                estimated_total,
-                closed: false,
-            }),
+            target: None,
+            replace: None,
             stats: Stats::default(),
+            meta_audience_id: audience.meta_audience_id.clone(),
+            meta_seed_audience_id: audience.meta_seed_audience_id.clone(),
         }
     }
 
-    /// Continues the replace session a checkpoint recorded (`checkpoint()`), if any.
-    pub fn resume(client: &'a MetaClient, audience_id: String, checkpoint: &Value) -> Self {
-        let mut d = MetaDestination::new(client, audience_id, None);
-        d.replace =
-            serde_json::from_value(checkpoint.get("replace").cloned().unwrap_or(Value::Null)).ok();
-        d
+    fn target(&self) -> &str {
+        self.target.as_deref().unwrap_or_default()
     }
 
-    fn record(&mut self, r: &crate::meta::client::UsersResponse) {
+    fn record(&mut self, r: &UsersResponse) {
         self.stats.requests += 1;
         if !r.session_id.is_empty() && !self.stats.session_ids.contains(&r.session_id) {
             self.stats.session_ids.push(r.session_id.clone());
@@ -106,6 +103,45 @@ fn payload_rows(rows: &[&HashedRow]) -> Vec<Vec<String>> {
 }
 
 impl Destination for MetaDestination<'_> {
+    type Row = HashedRow;
+
+    fn wants_total(&self) -> bool {
+        true
+    }
+
+    async fn open(
+        &mut self,
+        db: &Client,
+        audience: &mut Audience,
+        opening: Opening<'_>,
+    ) -> Result<()> {
+        self.target = Some(member_target(db, self.client, audience).await?);
+        self.meta_seed_audience_id = audience.meta_seed_audience_id.clone();
+        self.meta_audience_id = audience.meta_audience_id.clone();
+        self.replace = match opening.resume {
+            // Continues the replace session a checkpoint recorded, if any.
+            Some(cp) => {
+                serde_json::from_value(cp.get("replace").cloned().unwrap_or(Value::Null)).ok()
+            }
+            None => opening.replace_total.map(|estimated_total| ReplaceSession {
+                // Unique in the ad account: random, positive as an int64.
+                session_id: rand::random_range(1..i64::MAX as u64),
+                next_seq: 1,
+                estimated_total,
+                closed: false,
+            }),
+        };
+        Ok(())
+    }
+
+    async fn finish(&mut self, db: &Client, audience: &mut Audience) -> Result<()> {
+        let built = ensure_built_by_meta(db, self.client, audience).await;
+        self.meta_audience_id = audience.meta_audience_id.clone();
+        built?;
+        refresh_metrics(db, self.client, audience).await;
+        Ok(())
+    }
+
     async fn send(&mut self, rows: &[&HashedRow], last: bool) -> Result<Accepted> {
         let data = payload_rows(rows);
         let payload = UsersPayload {
@@ -123,14 +159,10 @@ impl Destination for MetaDestination<'_> {
                 s.next_seq += 1;
                 s.closed = last;
                 self.client
-                    .replace_users(&self.audience_id, &payload, session)
+                    .replace_users(self.target(), &payload, session)
                     .await?
             }
-            None => {
-                self.client
-                    .add_users(&self.audience_id, &payload, None)
-                    .await?
-            }
+            None => self.client.add_users(self.target(), &payload, None).await?,
         };
         self.record(&response);
         let quoted: std::collections::HashSet<String> =
@@ -161,7 +193,7 @@ impl Destination for MetaDestination<'_> {
         };
         match self
             .client
-            .remove_users(&self.audience_id, &payload, None)
+            .remove_users(self.target(), &payload, None)
             .await
         {
             Ok(r) => {
@@ -169,7 +201,7 @@ impl Destination for MetaDestination<'_> {
                 Ok(Removal::Done)
             }
             Err(e) if e.kind() == ErrorKind::RemovalTooSmall => {
-                tracing::warn!(meta_audience_id = %self.audience_id, "Meta refused removals: audience too small; retried at the next sync");
+                tracing::warn!(meta_audience_id = %self.target(), "Meta refused removals: audience too small; retried at the next sync");
                 self.stats.removals_deferred = true;
                 Ok(Removal::Deferred)
             }
@@ -188,9 +220,26 @@ impl Destination for MetaDestination<'_> {
     }
 
     fn response(&self) -> Value {
+        let mut v = match &self.target {
+            Some(target) => self.upload_response(target),
+            None => json!({}),
+        };
+        if let Some(id) = &self.meta_audience_id {
+            v["meta_audience_id"] = json!(id);
+        }
+        if let Some(id) = &self.meta_seed_audience_id {
+            v["meta_seed_audience_id"] = json!(id);
+        }
+        v
+    }
+}
+
+impl MetaDestination<'_> {
+    /// Meta's answers to the uploads.
+    fn upload_response(&self, target: &str) -> Value {
         let s = &self.stats;
         let mut v = json!({
-            "audience_id": self.audience_id,
+            "audience_id": target,
             "requests": s.requests,
             "num_received": s.num_received,
             "num_invalid_entries": s.num_invalid_entries,
@@ -214,22 +263,22 @@ impl Destination for MetaDestination<'_> {
 
 /// The Meta audience members are sent to, created (with a lookalike's seed) when missing. A
 /// new Meta audience holds nothing, so what the database believed sent is forgotten.
-pub async fn member_target(
+async fn member_target(
     db: &Client,
     client: &MetaClient,
     audience: &mut Audience,
 ) -> Result<String> {
     let account = client.resolve_ad_account(audience.meta_business_account_id.as_deref())?;
     let description = audience.description.clone().unwrap_or_default();
-    let (existing, column, name) = match audience.audience_type {
+    let (existing, which, name) = match audience.audience_type {
         AudienceType::Lookalike => (
             audience.meta_seed_audience_id.clone(),
-            "meta_seed_audience_id",
+            PlatformId::LookalikeSeed,
             format!("{} (lookalike seed)", audience.name),
         ),
         _ => (
             audience.meta_audience_id.clone(),
-            "meta_audience_id",
+            PlatformId::Audience,
             audience.name.clone(),
         ),
     };
@@ -239,18 +288,8 @@ pub async fn member_target(
     let id = client
         .create_custom_audience(&account, &name, &description)
         .await?;
-    store_meta_id(db, audience.id, column, &id).await?;
-    db.execute(
-        "UPDATE audience_member_sync SET is_synced = false, hashes = NULL, synced_at = NULL, \
-         updated_at = now() WHERE audience_id = $1 AND (is_synced OR hashes IS NOT NULL)",
-        &[&audience.id],
-    )
-    .await?;
-    db.execute(
-        "DELETE FROM audience_member_sync WHERE audience_id = $1 AND removal_pending",
-        &[&audience.id],
-    )
-    .await?;
+    audiences::set_platform_id(db, audience.id, which, &id).await?;
+    member_store::forget_sent(db, audience.id).await?;
     tracing::info!(audience_id = %audience.id, meta_audience_id = %id, "created in Meta");
     match audience.audience_type {
         AudienceType::Lookalike => audience.meta_seed_audience_id = Some(id.clone()),
@@ -260,7 +299,7 @@ pub async fn member_target(
 }
 
 /// Creates what Meta builds itself: the lookalike from its uploaded seed, or a pixel audience.
-pub async fn ensure_built_by_meta(
+async fn ensure_built_by_meta(
     db: &Client,
     client: &MetaClient,
     audience: &mut Audience,
@@ -285,29 +324,22 @@ pub async fn ensure_built_by_meta(
         AudienceType::Engagement => {
             let rule = EngagementRule::parse(audience.rule.as_ref().unwrap_or(&Value::Null))?;
             let days = u32::try_from(rule.retention_days).unwrap_or(1);
-            let pixel_rule = crate::meta::client::pixel_rule(&rule.pixel_id, &rule.event, days);
+            let pixel_rule = super::wire::pixel_rule(&rule.pixel_id, &rule.event, days);
             client
                 .create_engagement(&account, &audience.name, &description, &pixel_rule, days)
                 .await?
         }
         AudienceType::CustomList => return Ok(()),
     };
-    store_meta_id(db, audience.id, "meta_audience_id", &id).await?;
+    audiences::set_platform_id(db, audience.id, PlatformId::Audience, &id).await?;
     tracing::info!(audience_id = %audience.id, meta_audience_id = %id, "created in Meta");
     audience.meta_audience_id = Some(id);
     Ok(())
 }
 
-async fn store_meta_id(db: &Client, audience_id: Uuid, column: &str, id: &str) -> Result<()> {
-    // `column` is one of two fixed names chosen above, never input.
-    let sql = format!("UPDATE custom_audience SET {column} = $2, updated_at = now() WHERE id = $1");
-    db.execute(&sql, &[&audience_id, &id]).await?;
-    Ok(())
-}
-
 /// Reads Meta's size and status of the audience and keeps them for `include=metrics`. A failure
 /// here does not fail the sync: the numbers are informational and refreshed next time.
-pub async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audience) {
+async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audience) {
     let Some(meta_id) = audience.meta_audience_id.as_deref() else {
         return;
     };
@@ -320,7 +352,7 @@ pub async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audien
                 "delivery_status": info.delivery_status,
                 "meta_read_at": chrono::Utc::now(),
             });
-            if let Err(e) = audience::record_meta_metrics(db, audience.id, &metrics).await {
+            if let Err(e) = audiences::record_meta_metrics(db, audience.id, &metrics).await {
                 tracing::warn!(error = %e, "could not store Meta's metrics");
             }
         }
@@ -332,7 +364,7 @@ pub async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audien
 
 /// Deletes the audience (and a lookalike's seed) in Meta. An audience Meta no longer has counts
 /// as deleted; one with lookalikes built on it is a conflict the user must resolve first.
-pub async fn delete_in_meta(client: &MetaClient, audience: &Audience) -> Result<()> {
+pub async fn delete_audience(client: &MetaClient, audience: &Audience) -> Result<()> {
     for id in [&audience.meta_audience_id, &audience.meta_seed_audience_id]
         .into_iter()
         .flatten()

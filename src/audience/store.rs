@@ -1,0 +1,259 @@
+//! All SQL of `custom_audience`: reads, writes, the platform ids a sync records, and the
+//! scheduler's claim on due audiences.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::{Audience, AudienceSpec, AudienceType};
+use crate::db::DbError;
+use crate::error::{Error, Result};
+
+const COLUMNS: &str = "id, name, description, meta_audience_id, meta_business_account_id, \
+    segment_id, audience_type, lookalike_country, lookalike_percentage, rule, auto_sync, \
+    sync_interval_hours, last_synced_at, is_active, status, total_synced, sync_error_message, \
+    meta_seed_audience_id, created_at, updated_at, meta_metrics";
+
+impl Audience {
+    fn from_row(row: &Row) -> Self {
+        Audience {
+            id: row.get("id"),
+            name: row.get("name"),
+            description: row.get("description"),
+            meta_audience_id: row.get("meta_audience_id"),
+            meta_business_account_id: row.get("meta_business_account_id"),
+            segment_id: row.get("segment_id"),
+            audience_type: AudienceType::from_db(row.get("audience_type")),
+            lookalike_country: row.get("lookalike_country"),
+            lookalike_percentage: row.get("lookalike_percentage"),
+            rule: row.get("rule"),
+            auto_sync: row.get("auto_sync"),
+            sync_interval_hours: row.get("sync_interval_hours"),
+            last_synced_at: row.get("last_synced_at"),
+            is_active: row.get("is_active"),
+            status: row.get("status"),
+            total_synced: row.get("total_synced"),
+            sync_error_message: row.get("sync_error_message"),
+            meta_seed_audience_id: row.get("meta_seed_audience_id"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+            meta_metrics: row.get("meta_metrics"),
+        }
+    }
+}
+
+/// Maps the constraint violations a write can hit to the caller's mistake.
+fn write_error(e: tokio_postgres::Error, segment_id: Option<Uuid>) -> Error {
+    let e = DbError::from(e);
+    match e.constraint() {
+        Some("custom_audience_name_key") => {
+            Error::Conflict("an audience with this name already exists".into())
+        }
+        Some("custom_audience_segment_id_fkey") => Error::invalid(
+            "segment_id",
+            format!(
+                "segment {} does not exist",
+                segment_id.map(|s| s.to_string()).unwrap_or_default()
+            ),
+        ),
+        _ => Error::Db(e),
+    }
+}
+
+pub async fn list(db: &impl GenericClient, is_active: Option<bool>) -> Result<Vec<Audience>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM custom_audience \
+         WHERE $1::boolean IS NULL OR is_active = $1 ORDER BY created_at DESC, id"
+    );
+    let rows = db.query(&sql, &[&is_active]).await?;
+    Ok(rows.iter().map(Audience::from_row).collect())
+}
+
+pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Audience> {
+    one(db, id, "").await
+}
+
+/// The audience, its row locked until the transaction ends.
+pub async fn get_for_update(db: &impl GenericClient, id: Uuid) -> Result<Audience> {
+    one(db, id, " FOR UPDATE").await
+}
+
+async fn one(db: &impl GenericClient, id: Uuid, lock: &str) -> Result<Audience> {
+    let sql = format!("SELECT {COLUMNS} FROM custom_audience WHERE id = $1{lock}");
+    let row = db.query_opt(&sql, &[&id]).await?;
+    row.map(|r| Audience::from_row(&r))
+        .ok_or_else(|| Error::not_found("audience", id))
+}
+
+/// The settable columns, in the order of `spec_params`.
+const SPEC_COLUMNS: [&str; 12] = [
+    "name",
+    "description",
+    "audience_type",
+    "segment_id",
+    "lookalike_country",
+    "lookalike_percentage",
+    "rule",
+    "auto_sync",
+    "sync_interval_hours",
+    "is_active",
+    "meta_business_account_id",
+    "meta_audience_id",
+];
+
+fn spec_params(s: &AudienceSpec) -> [&(dyn ToSql + Sync); 12] {
+    [
+        &s.name,
+        &s.description,
+        &s.audience_type,
+        &s.segment_id,
+        &s.lookalike_country,
+        &s.lookalike_percentage,
+        &s.rule,
+        &s.auto_sync,
+        &s.sync_interval_hours,
+        &s.is_active,
+        &s.meta_business_account_id,
+        &s.meta_audience_id,
+    ]
+}
+
+pub async fn insert(db: &impl GenericClient, spec: &AudienceSpec) -> Result<Audience> {
+    let placeholders: Vec<String> = (1..=SPEC_COLUMNS.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "INSERT INTO custom_audience ({}) VALUES ({}) RETURNING {COLUMNS}",
+        SPEC_COLUMNS.join(", "),
+        placeholders.join(", ")
+    );
+    let row = db
+        .query_one(&sql, &spec_params(spec))
+        .await
+        .map_err(|e| write_error(e, spec.segment_id))?;
+    Ok(Audience::from_row(&row))
+}
+
+pub async fn update(db: &impl GenericClient, id: Uuid, spec: &AudienceSpec) -> Result<Audience> {
+    let sets: Vec<String> = SPEC_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let sql = format!(
+        "UPDATE custom_audience SET {}, updated_at = now() WHERE id = ${} RETURNING {COLUMNS}",
+        sets.join(", "),
+        SPEC_COLUMNS.len() + 1
+    );
+    let mut params = spec_params(spec).to_vec();
+    params.push(&id);
+    let row = db
+        .query_one(&sql, &params)
+        .await
+        .map_err(|e| write_error(e, spec.segment_id))?;
+    Ok(Audience::from_row(&row))
+}
+
+pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<()> {
+    let n = db
+        .execute("DELETE FROM custom_audience WHERE id = $1", &[&id])
+        .await?;
+    if n == 0 {
+        return Err(Error::not_found("audience", id));
+    }
+    Ok(())
+}
+
+/// The platform's view of the audience, recorded after each sync.
+pub async fn record_meta_metrics(db: &impl GenericClient, id: Uuid, metrics: &Value) -> Result<()> {
+    db.execute(
+        "UPDATE custom_audience SET meta_metrics = $2 WHERE id = $1",
+        &[&id, metrics],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Which platform id a sync records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformId {
+    /// The audience itself.
+    Audience,
+    /// The seed a lookalike is built from.
+    LookalikeSeed,
+}
+
+/// Records the id the platform gave the audience (or its seed) when the sync created it.
+pub async fn set_platform_id(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+    which: PlatformId,
+    id: &str,
+) -> Result<()> {
+    let sql = match which {
+        PlatformId::Audience => {
+            "UPDATE custom_audience SET meta_audience_id = $2, updated_at = now() WHERE id = $1"
+        }
+        PlatformId::LookalikeSeed => {
+            "UPDATE custom_audience SET meta_seed_audience_id = $2, updated_at = now() WHERE id = $1"
+        }
+    };
+    db.execute(sql, &[&audience_id, &id]).await?;
+    Ok(())
+}
+
+/// `get_audience_metrics`: members, synced members, last sync and its status.
+pub async fn member_metrics(db: &impl GenericClient, id: Uuid) -> Result<Value> {
+    let row = db
+        .query_one(
+            "SELECT total_members, synced_count, last_sync_date, sync_status \
+             FROM get_audience_metrics($1)",
+            &[&id],
+        )
+        .await?;
+    Ok(serde_json::json!({
+        "total_members": row.get::<_, i32>(0),
+        "synced_count": row.get::<_, i32>(1),
+        "last_sync_date": row.get::<_, Option<DateTime<Utc>>>(2),
+        "sync_status": row.get::<_, String>(3),
+    }))
+}
+
+/// Due: active, auto-synced, and never synced or synced `sync_interval_hours` ago; a failed one
+/// is retried after at most an hour; a paused one as soon as possible.
+const CLAIM_NEXT: &str = "\
+    WITH next AS ( \
+        SELECT a.id FROM custom_audience a \
+        WHERE a.is_active AND a.auto_sync \
+          AND (a.sync_claimed_until IS NULL OR a.sync_claimed_until < now()) \
+          AND ( EXISTS (SELECT 1 FROM audience_sync_log l WHERE l.audience_id = a.id \
+                        AND l.status = 'in_progress' AND l.checkpoint IS NOT NULL) \
+             OR ( (a.last_synced_at IS NULL \
+                   OR a.last_synced_at + make_interval(hours => a.sync_interval_hours) <= now()) \
+              AND (a.status <> 'failed' OR a.last_attempted_at IS NULL \
+                   OR a.last_attempted_at + LEAST(make_interval(hours => a.sync_interval_hours), \
+                                                  interval '1 hour') <= now()) ) ) \
+        ORDER BY a.last_synced_at NULLS FIRST, a.id \
+        LIMIT 1 FOR UPDATE SKIP LOCKED) \
+    UPDATE custom_audience a SET sync_claimed_until = now() + make_interval(secs => $1) \
+    FROM next WHERE a.id = next.id \
+    RETURNING a.id";
+
+/// Claims the next due audience for `lease` (`FOR UPDATE SKIP LOCKED`: concurrent passes
+/// share the work).
+pub async fn claim_next_due(db: &impl GenericClient, lease: Duration) -> Result<Option<Uuid>> {
+    let row = db.query_opt(CLAIM_NEXT, &[&lease.as_secs_f64()]).await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Ends a claim.
+pub async fn release_claim(db: &impl GenericClient, id: Uuid) -> Result<()> {
+    db.execute(
+        "UPDATE custom_audience SET sync_claimed_until = NULL WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Where a sync sends members. Each ad platform is one folder behind [`Destination`]: its
+//! client, wire types, errors and retries, and its own normalization and hashing ([`Row`]).
+//! The sync engine (`crate::sync`) knows nothing platform-specific: it reads members, asks the
+//! platform's [`Row`] to hash them, and hands batches to the [`Destination`].
+
+pub mod meta;
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use crate::audience::Audience;
+use crate::error::Result;
+use crate::identity::PersonFields;
+
+/// A member's identifiers as one platform matches them, hashed by that platform's rules, and
+/// stored in `audience_member_sync.hashes` so that a later sync can tell what changed and
+/// remove exactly what the platform holds.
+pub trait Row: Sized + Send + Sync {
+    /// Per-sync state of the hashing (caches).
+    type Hasher: Default + Send;
+    /// The person's row, or why it cannot be sent (a fixed sentence, never the person's data).
+    fn hash(hasher: &mut Self::Hasher, person: &PersonFields) -> Result<Self, &'static str>;
+    fn to_bytes(&self) -> Vec<u8>;
+    /// `None` when the bytes are not a row of this platform.
+    fn from_bytes(bytes: &[u8]) -> Option<Self>;
+}
+
+/// Which rows of a sent batch the destination refused (by index in the batch), and how many
+/// more it counted as invalid without saying which (Meta quotes at most 100).
+#[derive(Debug, Default)]
+pub struct Accepted {
+    pub invalid: HashSet<usize>,
+    pub unidentified: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Done,
+    /// Refused for now (Meta: the audience would become too small); retried by a later sync.
+    Deferred,
+}
+
+/// How a sync starts talking to the platform.
+pub struct Opening<'a> {
+    /// The members a full sync's replace will carry (about), when [`Destination::wants_total`].
+    pub replace_total: Option<u64>,
+    /// What [`Destination::checkpoint`] saved, when the sync resumes.
+    pub resume: Option<&'a Value>,
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Destination {
+    type Row: Row;
+    /// A full sync's [`Opening::replace_total`] is worth counting for.
+    fn wants_total(&self) -> bool {
+        false
+    }
+    /// Makes sure the platform audience members go to exists: on the first sync it is created
+    /// and its id recorded (and what the database believed sent is forgotten: a new audience
+    /// holds nothing).
+    async fn open(
+        &mut self,
+        _db: &Client,
+        _audience: &mut Audience,
+        _opening: Opening<'_>,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// Adds a batch (or, in a replace session, the next batch; `last` closes it).
+    async fn send(&mut self, rows: &[&Self::Row], last: bool) -> Result<Accepted>;
+    async fn remove(&mut self, rows: &[Self::Row]) -> Result<Removal>;
+    /// After the members: what the platform builds itself (lookalikes, pixel audiences), and
+    /// its view of the audience read back.
+    async fn finish(&mut self, _db: &Client, _audience: &mut Audience) -> Result<()> {
+        Ok(())
+    }
+    /// What the sync log keeps of the destination's answers.
+    fn response(&self) -> Value;
+    /// What a checkpoint must remember to continue in another invocation.
+    fn checkpoint(&self) -> Value {
+        Value::Null
+    }
+    /// An upload session is open and still needs its last batch.
+    fn needs_closing(&self) -> bool {
+        false
+    }
+}
+
+/// The platform is not configured: the database side alone is the sync, and every batch counts
+/// as accepted. Rows are still hashed the platform's way, so what is stored stays comparable.
+pub struct DatabaseOnly<R> {
+    platform: &'static str,
+    _rows: std::marker::PhantomData<R>,
+}
+
+impl<R> DatabaseOnly<R> {
+    pub fn new(platform: &'static str) -> Self {
+        DatabaseOnly {
+            platform,
+            _rows: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R: Row> Destination for DatabaseOnly<R> {
+    type Row = R;
+
+    async fn send(&mut self, _rows: &[&R], _last: bool) -> Result<Accepted> {
+        Ok(Accepted::default())
+    }
+
+    async fn remove(&mut self, _rows: &[R]) -> Result<Removal> {
+        Ok(Removal::Done)
+    }
+
+    fn response(&self) -> Value {
+        json!({"skipped": format!("{} not configured", self.platform)})
+    }
+}

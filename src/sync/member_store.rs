@@ -1,0 +1,532 @@
+//! All SQL of `audience_member_sync` and `audience_member_joiner`: the diff, pages of members
+//! with their people, and the batch writes after the destination answered. Writes are set-based
+//! (`UNNEST` of a batch's ids and values), never one statement per member.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, Row, Statement};
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::identity::PersonFields;
+
+/// Members per page read, and the most rows of one batch write.
+pub const PAGE: usize = 10_000;
+
+/// The sync's diff (`sync_audience_members` without the counts it returns: the sync counts what
+/// it does): leavers marked `removal_pending`, joiners listed under `list_id` (the sync's log
+/// row id) in `audience_member_joiner`. See migrations/.
+pub async fn reconcile(db: &Client, audience_id: Uuid, list_id: Uuid) -> Result<()> {
+    db.execute(
+        "SELECT audience_member_reconcile($1, $2)",
+        &[&audience_id, &list_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Members staying plus joiners listed: the seed a lookalike would be built from.
+pub async fn staying(db: &Client, audience_id: Uuid, list_id: Uuid) -> Result<i64> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM audience_member_sync \
+                     WHERE audience_id = $1 AND NOT removal_pending) \
+                  + (SELECT count(*) FROM audience_member_joiner WHERE list_id = $2)",
+            &[&audience_id, &list_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Members left without a person by an erasure, before the diff reconciles them away.
+pub async fn erased(db: &Client, audience_id: Uuid) -> Result<u64> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND person_id IS NULL",
+            &[&audience_id],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Members a pass will examine (every staying member, or only the unsynced), plus the joiners
+/// listed under `list_id`.
+pub async fn to_examine(db: &Client, audience_id: Uuid, list_id: Uuid, all: bool) -> Result<u64> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM audience_member_sync m \
+                     WHERE m.audience_id = $1 AND NOT m.removal_pending AND m.person_id IS NOT NULL \
+                       AND ($2 OR NOT m.is_synced)) \
+                  + (SELECT count(*) FROM audience_member_joiner WHERE list_id = $3)",
+            &[&audience_id, &all, &list_id],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// One page of members (all, or only the unsynced) merged with the joiners, in person order:
+/// see `audience_member_page` in migrations/.
+const PAGE_SQL: &str =
+    "SELECT id, person_id, hashes, is_synced FROM audience_member_page($1, $2, $3, $4, $5)";
+/// The contact data of a page's people, in id order: see `audience_page_people` in
+/// migrations/. (A LATERAL lookup per member cost three times as much.)
+const PERSONS_SQL: &str = "\
+    SELECT id, email, phone, first_name, last_name, city, state, zip, country, date_of_birth, \
+           gender \
+    FROM audience_page_people($1)";
+
+/// A page of members and their people, both in person order.
+pub struct Page {
+    members: Vec<Row>,
+    persons: Vec<Row>,
+}
+
+/// The two statements a page is read with, prepared once a pass.
+pub struct PageReader<'a> {
+    reader: &'a Client,
+    members: Statement,
+    persons: Statement,
+    audience_id: Uuid,
+    list_id: Uuid,
+    unsynced_only: bool,
+}
+
+impl<'a> PageReader<'a> {
+    /// Pages of the audience's members (only the unsynced with `unsynced_only`) and of the
+    /// joiners listed under `list_id`.
+    pub async fn new(
+        reader: &'a Client,
+        audience_id: Uuid,
+        list_id: Uuid,
+        unsynced_only: bool,
+    ) -> Result<PageReader<'a>> {
+        Ok(PageReader {
+            reader,
+            members: reader.prepare(PAGE_SQL).await?,
+            persons: reader.prepare(PERSONS_SQL).await?,
+            audience_id,
+            list_id,
+            unsynced_only,
+        })
+    }
+
+    /// The page after person id `after`.
+    pub async fn read(&self, after: Uuid) -> std::result::Result<Page, tokio_postgres::Error> {
+        let params: [&(dyn ToSql + Sync); 5] = [
+            &self.audience_id,
+            &self.list_id,
+            &after,
+            &(PAGE as i32),
+            &self.unsynced_only,
+        ];
+        let members = self.reader.query(&self.members, &params).await?;
+        let persons = if members.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<Uuid> = members.iter().map(|m| m.get(1)).collect();
+            self.reader.query(&self.persons, &[&ids]).await?
+        };
+        Ok(Page { members, persons })
+    }
+}
+
+/// One line of a page: a member (or joiner) and its person's contact data.
+pub struct Line<'a> {
+    member: &'a Row,
+    person: &'a Row,
+}
+
+impl<'a> Line<'a> {
+    pub fn who(&self) -> Who {
+        match self.member.get::<_, Option<Uuid>>(0) {
+            Some(id) => Who::Member(id),
+            None => Who::Joiner(self.person_id()),
+        }
+    }
+
+    /// The keyset position.
+    pub fn person_id(&self) -> Uuid {
+        self.member.get(1)
+    }
+
+    /// The row the destination holds for the member, as stored.
+    pub fn stored(&self) -> Option<Vec<u8>> {
+        self.member.get(2)
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.member.get(3)
+    }
+
+    pub fn person(&self) -> PersonFields<'a> {
+        let r = self.person;
+        PersonFields {
+            email: r.get(1),
+            phone: r.get(2),
+            first_name: r.get(3),
+            last_name: r.get(4),
+            city: r.get(5),
+            state: r.get(6),
+            zip: r.get(7),
+            country: r.get(8),
+            date_of_birth: r.get(9),
+            gender: r.get(10),
+        }
+    }
+}
+
+impl Page {
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The person id the page ends at: where the next one starts.
+    pub fn end(&self) -> Option<Uuid> {
+        self.members.last().map(|m| m.get(1))
+    }
+
+    /// Each member with its person. A member whose person was deleted since the page was chosen
+    /// has none and is left out (the next diff deals with it).
+    pub fn lines(&self) -> impl Iterator<Item = Line<'_>> {
+        let members: Vec<Uuid> = self.members.iter().map(|m| m.get(1)).collect();
+        let persons: Vec<Uuid> = self.persons.iter().map(|p| p.get(0)).collect();
+        matched(&members, &persons).into_iter().map(|(m, p)| Line {
+            member: &self.members[m],
+            person: &self.persons[p],
+        })
+    }
+}
+
+/// Positions of equal keys in two ascending lists whose second is a subset of the first.
+fn matched(members: &[Uuid], persons: &[Uuid]) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::with_capacity(persons.len());
+    let mut p = 0;
+    for (m, key) in members.iter().enumerate() {
+        while p < persons.len() && persons[p] < *key {
+            p += 1;
+        }
+        if p < persons.len() && persons[p] == *key {
+            pairs.push((m, p));
+            p += 1;
+        }
+    }
+    pairs
+}
+
+/// Whose row a page line is: a member's (its row id), or a joiner's (its person id; the row is
+/// written once, when the sync knows what to put in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Who {
+    Member(Uuid),
+    Joiner(Uuid),
+}
+
+/// Where joiners' rows are written: their audience, and the list the diff put them on (the
+/// sync's log row id).
+pub struct Listing {
+    pub audience_id: Uuid,
+    pub list_id: Uuid,
+}
+
+/// Rows to write after a page or a batch, each with a value (the destination's row, or why it
+/// failed): members' rows are updated by id, joiners' rows inserted, once, and taken off the
+/// joiner list in the same statement.
+pub struct Rows<V> {
+    ids: Vec<Uuid>,
+    values: Vec<V>,
+    persons: Vec<Uuid>,
+    joiner_values: Vec<V>,
+}
+
+impl<V> Default for Rows<V> {
+    fn default() -> Self {
+        Rows {
+            ids: Vec::new(),
+            values: Vec::new(),
+            persons: Vec::new(),
+            joiner_values: Vec::new(),
+        }
+    }
+}
+
+impl<V: ToSql + Sync> Rows<V> {
+    pub fn push(&mut self, who: Who, value: V) {
+        match who {
+            Who::Member(id) => {
+                self.ids.push(id);
+                self.values.push(value);
+            }
+            Who::Joiner(person) => {
+                self.persons.push(person);
+                self.joiner_values.push(value);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len() + self.persons.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `update` sets members' rows from `UNNEST($1 ids, $2 values) AS u(id, v)`; `insert` makes
+    /// joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values) AS u(p, v)`
+    /// (`$4` is the list they are taken off).
+    async fn write(&self, db: &Client, list: &Listing, update: &str, insert: &str) -> Result<()> {
+        if !self.ids.is_empty() {
+            by_id(db, update, &[&self.ids, &self.values]).await?;
+        }
+        if !self.persons.is_empty() {
+            let sql = format!(
+                "WITH listed AS (DELETE FROM audience_member_joiner j USING UNNEST($2::uuid[]) AS d(p) \
+                                 WHERE j.list_id = $4 AND j.person_id = d.p) {insert}"
+            );
+            let params: [&(dyn ToSql + Sync); 4] = [
+                &list.audience_id,
+                &self.persons,
+                &self.joiner_values,
+                &list.list_id,
+            ];
+            by_id(db, &sql, &params).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Members the destination accepted, with the rows it now holds for them.
+pub async fn mark_synced(db: &Client, list: &Listing, rows: &Rows<&[u8]>) -> Result<()> {
+    rows.write(
+        db,
+        list,
+        "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.v, \
+                failure_reason = NULL, updated_at = now() \
+         FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, v) WHERE m.id = u.id",
+        "INSERT INTO audience_member_sync (audience_id, person_id, is_synced, synced_at, hashes) \
+         SELECT $1, u.p, true, now(), u.v FROM UNNEST($2::uuid[], $3::bytea[]) AS u(p, v)",
+    )
+    .await
+}
+
+/// Members that could not be sent or were refused, with the reason.
+pub async fn mark_failed(db: &Client, list: &Listing, rows: &Rows<String>) -> Result<()> {
+    rows.write(
+        db,
+        list,
+        "UPDATE audience_member_sync m SET is_synced = false, failure_reason = u.v, \
+                updated_at = now() \
+         FROM UNNEST($1::uuid[], $2::text[]) AS u(id, v) WHERE m.id = u.id",
+        "INSERT INTO audience_member_sync (audience_id, person_id, failure_reason) \
+         SELECT $1, u.p, u.v FROM UNNEST($2::uuid[], $3::text[]) AS u(p, v)",
+    )
+    .await
+}
+
+/// Runs a batch write joined to a page of (member or person) ids as index lookups. With the
+/// statistics of a table that a sync has just filled, the planner would rather hash (or filter)
+/// the whole table for every batch, which makes a sync quadratic in the audience's size.
+async fn by_id(db: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+    db.batch_execute("BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        .await?;
+    match db.execute(sql, params).await {
+        Ok(n) => {
+            db.batch_execute("COMMIT").await?;
+            Ok(n)
+        }
+        Err(e) => {
+            db.batch_execute("ROLLBACK").await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// The destination no longer holds these members' rows: leavers' rows go, the others keep no
+/// stored row.
+pub async fn mark_removed(db: &Client, ids: &[Uuid]) -> Result<()> {
+    db.execute(
+        "WITH gone AS (DELETE FROM audience_member_sync WHERE id = ANY($1) AND removal_pending) \
+         UPDATE audience_member_sync SET hashes = NULL, is_synced = false, synced_at = NULL, \
+                updated_at = now() \
+         WHERE id = ANY($1) AND NOT removal_pending",
+        &[&ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A page (by member id, after `after`) of stored rows to remove: the leavers', or with
+/// `everything` all of them.
+pub async fn removal_page(
+    db: &Client,
+    audience_id: Uuid,
+    after: Uuid,
+    everything: bool,
+) -> Result<Vec<(Uuid, Vec<u8>)>> {
+    let rows = db
+        .query(
+            "SELECT id, hashes FROM audience_member_sync \
+             WHERE audience_id = $1 AND id > $2 AND hashes IS NOT NULL \
+               AND ($3 OR removal_pending) ORDER BY id LIMIT $4",
+            &[&audience_id, &after, &everything, &(PAGE as i64)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Leavers after member id `after` whose rows the destination still holds.
+pub async fn pending_removals(db: &Client, audience_id: Uuid, after: Uuid) -> Result<u64> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM audience_member_sync \
+             WHERE audience_id = $1 AND id > $2 AND removal_pending AND hashes IS NOT NULL",
+            &[&audience_id, &after],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Leavers never accepted anywhere carry no row and simply go.
+pub async fn drop_unsent_leavers(db: &Client, audience_id: Uuid) -> Result<()> {
+    db.execute(
+        "DELETE FROM audience_member_sync WHERE audience_id = $1 AND removal_pending AND hashes IS NULL",
+        &[&audience_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// After a completed replace: the destination holds exactly what this sync sent, so leavers go
+/// and members not sent in this sync no longer have anything there. Returns the leavers.
+pub async fn settle_replace(db: &Client, audience_id: Uuid, started: DateTime<Utc>) -> Result<u64> {
+    let removed = db
+        .execute(
+            "DELETE FROM audience_member_sync WHERE audience_id = $1 AND removal_pending",
+            &[&audience_id],
+        )
+        .await?;
+    db.execute(
+        "UPDATE audience_member_sync SET hashes = NULL, is_synced = false, updated_at = now() \
+         WHERE audience_id = $1 AND hashes IS NOT NULL AND (synced_at IS NULL OR synced_at < $2)",
+        &[&audience_id, &started],
+    )
+    .await?;
+    Ok(removed)
+}
+
+/// A new platform audience holds nothing: what the database believed sent is forgotten.
+pub async fn forget_sent(db: &Client, audience_id: Uuid) -> Result<()> {
+    db.execute(
+        "UPDATE audience_member_sync SET is_synced = false, hashes = NULL, synced_at = NULL, \
+         updated_at = now() WHERE audience_id = $1 AND (is_synced OR hashes IS NOT NULL)",
+        &[&audience_id],
+    )
+    .await?;
+    db.execute(
+        "DELETE FROM audience_member_sync WHERE audience_id = $1 AND removal_pending",
+        &[&audience_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The stored row of the member synced last.
+pub async fn last_synced_row(db: &Client, audience_id: Uuid) -> Result<Option<Vec<u8>>> {
+    let row = db
+        .query_opt(
+            "SELECT hashes FROM audience_member_sync \
+             WHERE audience_id = $1 AND is_synced AND hashes IS NOT NULL \
+             ORDER BY synced_at DESC LIMIT 1",
+            &[&audience_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Joiners whose person was deleted meanwhile were never read: nothing to keep them for.
+pub async fn clear_list(db: &Client, list_id: Uuid) -> Result<()> {
+    db.execute(
+        "DELETE FROM audience_member_joiner WHERE list_id = $1",
+        &[&list_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Members this sync (since `started`) got accepted, those it could not send, and all the
+/// audience's synced members: one scan.
+pub async fn counts(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+    started: DateTime<Utc>,
+) -> Result<(i64, i64, i64)> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE is_synced AND synced_at >= $2), \
+                    count(*) FILTER (WHERE NOT is_synced AND failure_reason IS NOT NULL \
+                                     AND updated_at >= $2), \
+                    count(*) FILTER (WHERE is_synced) \
+             FROM audience_member_sync WHERE audience_id = $1 AND NOT removal_pending",
+            &[&audience_id, &started],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1), row.get(2)))
+}
+
+/// One member as the API shows it: state only, never contact data or hashes.
+#[derive(Debug, Serialize)]
+pub struct Member {
+    pub id: Uuid,
+    pub person_id: Option<Uuid>,
+    pub is_synced: bool,
+    pub synced_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<String>,
+    pub removal_pending: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The audience's first `limit` members, oldest first.
+pub async fn list(db: &impl GenericClient, audience_id: Uuid, limit: i64) -> Result<Vec<Member>> {
+    let rows = db
+        .query(
+            "SELECT id, person_id, is_synced, synced_at, failure_reason, removal_pending, \
+             created_at, updated_at FROM audience_member_sync \
+             WHERE audience_id = $1 ORDER BY created_at, id LIMIT $2",
+            &[&audience_id, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Member {
+            id: r.get(0),
+            person_id: r.get(1),
+            is_synced: r.get(2),
+            synced_at: r.get(3),
+            failure_reason: r.get(4),
+            removal_pending: r.get(5),
+            created_at: r.get(6),
+            updated_at: r.get(7),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_matched_to_their_people_and_those_without_one_left_out() {
+        let ids: Vec<Uuid> = (1..=5u128).map(Uuid::from_u128).collect();
+        // Persons 2 and 5 were deleted after the page was chosen.
+        let persons = [ids[0], ids[2], ids[3]];
+        assert_eq!(matched(&ids, &persons), [(0, 0), (2, 1), (3, 2)]);
+        assert_eq!(matched(&ids, &[]), []);
+        assert_eq!(matched(&ids, &ids).len(), 5);
+    }
+}

@@ -1,0 +1,282 @@
+//! One sync of one audience, on the connection that holds its lock: the diff, the member
+//! passes to its destination, and the log row's outcome.
+
+use std::time::Instant;
+
+use tokio_postgres::Client;
+
+use super::members::{self, Checkpoint, Counters, Pass, PassEnd};
+use super::{log, member_store, Progress, SyncResult, SyncStatus, SyncType};
+use crate::app::App;
+use crate::audience::{Audience, AudienceType};
+use crate::destinations::meta::hashing::HashedRow;
+use crate::destinations::meta::MetaDestination;
+use crate::destinations::{DatabaseOnly, Destination, Opening};
+use crate::error::{Error, Result};
+
+/// A second connection, when the pool has one idle or room for one: never waited for, since
+/// another task (a scheduler pass, a request) may hold the rest.
+async fn spare_connection(pool: &deadpool_postgres::Pool) -> Option<deadpool_postgres::Object> {
+    let status = pool.status();
+    if status.available == 0 && status.size >= status.max_size {
+        return None;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(2), pool.get())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Meta closes a replace session 90 minutes after its first batch; past this, start afresh.
+const REPLACE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(80);
+
+/// The lookalike seed Meta needs, at the least.
+pub const LOOKALIKE_MIN_SEED: i64 = 100;
+
+/// Runs the sync of `audience` on `db` (which holds the audience's lock): picks up a paused
+/// sync where it stopped, or starts one of `sync_type`.
+pub(super) async fn locked(
+    app: &App,
+    db: &Client,
+    audience: Audience,
+    sync_type: SyncType,
+    progress: &dyn Progress,
+    deadline: Option<Instant>,
+) -> Result<SyncResult> {
+    let resumable = log::find_resumable(db, audience.id).await?.filter(|r| {
+        let replace = r.checkpoint["pass"] == "replace";
+        !replace || chrono::Utc::now() - r.started_at < REPLACE_WINDOW
+    });
+    log::fail_abandoned(db, audience.id, resumable.as_ref().map(|r| r.log_id)).await?;
+    let (log_id, sync_type, started, checkpoint) = match resumable {
+        Some(r) => {
+            log::resume(db, r.log_id, audience.id).await?;
+            let checkpoint = serde_json::from_value::<Checkpoint>(r.checkpoint).ok();
+            (r.log_id, r.sync_type, r.started_at, checkpoint)
+        }
+        None => {
+            let log_id = log::open(db, audience.id, sync_type).await?;
+            let started = log::start(db, log_id, audience.id).await?;
+            (log_id, sync_type, started, None)
+        }
+    };
+    let resumed = checkpoint.is_some();
+    let spare = spare_connection(&app.pool).await;
+    let mut run = Run {
+        db,
+        reader: spare.as_ref().map_or(db, |c| &***c),
+        audience,
+        sync_type,
+        log_id,
+        started,
+        deadline,
+        checkpoint,
+        counters: Counters::default(),
+        end: PassEnd::Done,
+        progress,
+    };
+    // Each platform is one destination; without its credentials, the database side alone.
+    let (result, response) = match app.meta.as_deref() {
+        Some(client) => {
+            let mut dest = MetaDestination::new(client, &run.audience);
+            (run.with(&mut dest).await, dest.response())
+        }
+        None => {
+            let mut dest = DatabaseOnly::<HashedRow>::new("meta");
+            (run.with(&mut dest).await, dest.response())
+        }
+    };
+    run.finish(result, response, resumed).await
+}
+
+/// One sync in progress.
+struct Run<'a> {
+    db: &'a Client,
+    /// Where pages of members are read (a second connection when the pool has one to spare).
+    reader: &'a Client,
+    audience: Audience,
+    sync_type: SyncType,
+    log_id: uuid::Uuid,
+    started: chrono::DateTime<chrono::Utc>,
+    deadline: Option<Instant>,
+    /// Where an earlier invocation of this sync stopped.
+    checkpoint: Option<Checkpoint>,
+    counters: Counters,
+    end: PassEnd,
+    progress: &'a dyn Progress,
+}
+
+impl Run<'_> {
+    fn pass(&self) -> Pass {
+        match self.sync_type {
+            SyncType::Full => Pass::Replace,
+            SyncType::Incremental => Pass::Add,
+            SyncType::Update => Pass::Update,
+        }
+    }
+
+    /// Brings membership to the segment in the database (set-based) and checks the audience
+    /// can have members.
+    async fn reconcile(&mut self) -> Result<()> {
+        let Some(segment_id) = self.audience.segment_id else {
+            return Err(Error::invalid(
+                "segment_id",
+                "the audience has no segment: set segment_id before syncing",
+            ));
+        };
+        crate::segment::refresh(self.db, segment_id).await?;
+        self.counters.erased = member_store::erased(self.db, self.audience.id).await?;
+        member_store::reconcile(self.db, self.audience.id, self.log_id).await?;
+        if self.audience.audience_type == AudienceType::Lookalike {
+            let eligible = member_store::staying(self.db, self.audience.id, self.log_id).await?;
+            if eligible < LOOKALIKE_MIN_SEED {
+                return Err(Error::invalid(
+                    "segment_id",
+                    format!(
+                        "a lookalike's seed needs at least {LOOKALIKE_MIN_SEED} members; the segment has {eligible} eligible (not opted out)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole sync to `dest`: the diff, the destination's audience, the members, and what
+    /// the platform builds afterwards.
+    async fn with<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
+        // An engagement audience is built by the platform from pixel events: no members.
+        if self.audience.audience_type != AudienceType::Engagement {
+            let resume = self.checkpoint.as_ref().map(|cp| cp.destination.clone());
+            if resume.is_none() {
+                self.reconcile().await?;
+            }
+            let replace_total = match (&resume, self.pass(), dest.wants_total()) {
+                (None, Pass::Replace, true) => Some(
+                    member_store::to_examine(self.db, self.audience.id, self.log_id, true).await?,
+                ),
+                _ => None,
+            };
+            let opening = Opening {
+                replace_total,
+                resume: resume.as_ref(),
+            };
+            dest.open(self.db, &mut self.audience, opening).await?;
+            self.push(dest).await?;
+        }
+        if self.end == PassEnd::Paused {
+            return Ok(());
+        }
+        dest.finish(self.db, &mut self.audience).await
+    }
+
+    async fn push<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
+        let (db, id, pass) = (self.db, self.audience.id, self.pass());
+        let (from, counters) = match self.checkpoint.take() {
+            Some(cp) => (cp.cursor, cp.counters),
+            None => {
+                // Erasures were counted before reconciling removed them from view.
+                let mut c = Counters {
+                    erased: self.counters.erased,
+                    ..Counters::default()
+                };
+                if pass != Pass::Replace {
+                    members::remove_leavers(db, id, dest, false, &mut c).await?;
+                }
+                (uuid::Uuid::nil(), c)
+            }
+        };
+        // Counting scans the audience: only for someone watching a progress bar.
+        if self.progress.shows_total() {
+            let all = pass != Pass::Add;
+            let total = member_store::to_examine(db, id, self.log_id, all).await?;
+            self.progress.begin("members", total);
+        }
+        let run = members::PassRun {
+            pass,
+            from,
+            counters,
+            deadline: self.deadline,
+            log_id: self.log_id,
+        };
+        let (mut c, end) = members::push(db, self.reader, id, run, dest, self.progress).await?;
+        self.end = end;
+        if end == PassEnd::Done && pass == Pass::Replace {
+            if c.sent == 0 {
+                // A replace cannot carry zero rows: take out what the destination holds instead.
+                members::remove_leavers(db, id, dest, true, &mut c).await?;
+            } else {
+                c.removed += member_store::settle_replace(db, id, self.started).await?;
+            }
+        }
+        self.counters = c;
+        Ok(())
+    }
+
+    /// Writes the outcome to the log row and the audience.
+    async fn finish(
+        &self,
+        result: Result<()>,
+        response: serde_json::Value,
+        resumed: bool,
+    ) -> Result<SyncResult> {
+        let (db, audience_id, log_id) = (self.db, self.audience.id, self.log_id);
+        let sync_type = self.sync_type.as_str();
+        let c = &self.counters;
+        let (synced, failed, total_synced) =
+            member_store::counts(db, audience_id, self.started).await?;
+        // The platform counted some entries invalid without quoting them: accepted rows, yet
+        // not matched.
+        let unquoted = c.rejected_by_meta.saturating_sub(c.rejected_quoted);
+        let outcome = log::Outcome {
+            total_synced: total_synced as i32,
+            synced_count: (synced as u64).saturating_sub(unquoted) as i32,
+            failed_count: (failed as u64 + unquoted) as i32,
+            meta_response: response,
+            details: c.to_json(),
+        };
+        let (status, error_message) = match (result, self.end) {
+            (Ok(()), PassEnd::Paused) => {
+                log::pause(db, log_id, &outcome).await?;
+                tracing::info!(%audience_id, sync_type, synced = outcome.synced_count,
+                    "sync paused at its checkpoint; the next run resumes it");
+                (SyncStatus::InProgress, None)
+            }
+            (Ok(()), PassEnd::Done) => {
+                log::close(db, log_id, audience_id, None, &outcome).await?;
+                tracing::info!(%audience_id, sync_type, synced = outcome.synced_count,
+                    failed = outcome.failed_count, removed = c.removed, resumed, "sync completed");
+                (SyncStatus::Completed, None)
+            }
+            (Err(e), _) => {
+                let message = failure_message(&e);
+                tracing::warn!(%audience_id, sync_type, error = %e, "sync failed");
+                log::close(db, log_id, audience_id, Some(&message), &outcome).await?;
+                (SyncStatus::Failed, Some(message))
+            }
+        };
+        Ok(SyncResult {
+            audience_id,
+            synced_count: outcome.synced_count,
+            failed_count: outcome.failed_count,
+            sync_log_id: log_id,
+            status,
+            error_message,
+            resumed,
+        })
+    }
+}
+
+/// What a marketer reads in the log and on the audience: specific, free of secrets, and without
+/// internal details (those go to the service's log).
+pub(super) fn failure_message(e: &Error) -> String {
+    match e {
+        Error::Invalid { message, .. } | Error::NotFound(message) | Error::Conflict(message) => {
+            message.clone()
+        }
+        Error::Meta(m) => m.user_message(),
+        Error::Db(_) => {
+            "the database failed during the sync; the next sync carries on from what was accepted"
+                .into()
+        }
+    }
+}
