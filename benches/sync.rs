@@ -3,7 +3,7 @@
 //! Meta not configured, then against the fake Graph API on loopback; then a 1% churn sync.
 //! Prints times, rates and the process's peak memory. `cargo bench --bench sync`.
 
-#[path = "../tests/support/fake_meta.rs"]
+#[path = "../tests/support/fake_meta/mod.rs"]
 mod fake_meta;
 
 use std::sync::Arc;
