@@ -13,8 +13,9 @@
 //!   lookalikes).
 //!
 //! The server depends only on axum, tokio, serde_json, url, hmac, sha2 and hex, never on the
-//! crate under test, so any test or bench can include it as a module
-//! (`#[path = "…/fake_meta/mod.rs"]`).
+//! crate under test; the one thing here that names the crate is the client configuration
+//! [`FakeMeta::meta_config`] builds. Any test or bench of this package can include it as a
+//! module (`#[path = "…/fake_meta/mod.rs"]`).
 #![allow(dead_code)]
 
 mod faults;
@@ -33,6 +34,10 @@ use axum::response::Response;
 use axum::Router;
 use serde_json::{Map, Value};
 
+// The only place the tests name the client's configuration types: they get theirs from
+// `FakeMeta::meta_config`.
+use audience_sync::meta::client::{MetaConfig, RetryPolicy, SecretToken};
+
 // The fault API, as the tests name it (`fake_meta::Fault`); not every user names every part.
 #[allow(unused_imports)]
 pub use faults::{Fault, FaultMatch, FaultPredicate, FaultResponse};
@@ -45,6 +50,8 @@ pub const DEFAULT_FAKE_TOKEN: &str = "fake-meta-test-token";
 pub const MIN_SUPPORTED_VERSION: u32 = 24;
 /// Meta's maximum rows a request.
 pub const FAKE_MAX_ROWS: usize = 10_000;
+/// Default ad account of the configurations [`FakeMeta::meta_config`] builds.
+pub const FAKE_AD_ACCOUNT: &str = "act_424242";
 
 /// An audience as the fake holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +239,30 @@ impl FakeMeta {
 
     pub fn token(&self) -> &str {
         &self.shared.options.token
+    }
+
+    /// The Meta client's configuration pointed at this fake, with the token it expects: ad
+    /// account [`FAKE_AD_ACCOUNT`], 10 s a request, 4 attempts with 5–40 ms backoff (retries
+    /// stay quick). Tests change a field where they need another value.
+    pub fn meta_config(&self) -> MetaConfig {
+        self.meta_config_with(self.token(), 4)
+    }
+
+    /// As [`FakeMeta::meta_config`], sending `token` (one the fake does not expect gets 190)
+    /// and making `attempts` attempts a call (1: no retry).
+    pub fn meta_config_with(&self, token: &str, attempts: u32) -> MetaConfig {
+        MetaConfig {
+            graph_url: self.url(),
+            access_token: SecretToken::new(token),
+            app_secret: None,
+            ad_account_id: Some(FAKE_AD_ACCOUNT.to_string()),
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                max_attempts: attempts,
+                base_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(40),
+            },
+        }
     }
 
     /// Current members of an audience (each row as sent, schema order).
