@@ -1,7 +1,5 @@
 //! The Meta client against the strict fake Graph API.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -9,7 +7,8 @@ use audience_sync::meta::client::{
     appsecret_proof, pixel_rule, MetaClient, Session, UsersPayload, MAX_ROWS,
 };
 use audience_sync::meta::error::ErrorKind;
-use support::fake_meta::{
+
+use crate::support::fake_meta::{
     call_counts, hashed_rows, FakeMeta, FakeMetaOptions, Fault, FaultMatch, FAKE_VERSION,
 };
 

@@ -1,8 +1,6 @@
 //! The scheduler pass: due audiences claimed once across concurrent passes, the scheduled
 //! Lambda's event, and syncs that pause or die half-way resuming at the next pass.
 
-mod support;
-
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,9 +9,10 @@ use std::time::{Duration, Instant};
 use audience_sync::scheduler::{tick, TickOptions};
 use audience_sync::sync::{run_until, NoProgress, SyncType};
 use serde_json::{json, Value};
-use support::fake_meta::{FakeMeta, Fault, FaultMatch, DEFAULT_FAKE_TOKEN};
-use support::{spawn_app, spawn_app_with, TestApp};
 use uuid::Uuid;
+
+use crate::support::fake_meta::{FakeMeta, Fault, FaultMatch, DEFAULT_FAKE_TOKEN};
+use crate::support::{self, spawn_app, spawn_app_with, TestApp};
 
 fn opts(secs: u64) -> TickOptions {
     TickOptions {

@@ -2,12 +2,11 @@
 //! -e` uses) turned into the `lambda_http` requests the binaries receive, handed to the same
 //! handler function the binaries pass to the runtime.
 
-mod support;
-
 use audience_sync::http::Group;
 use serde_json::json;
-use support::lambda::invoke;
-use support::spawn_app;
+
+use crate::support::lambda::invoke;
+use crate::support::spawn_app;
 
 #[tokio::test]
 async fn every_route_through_its_lambda_event() {

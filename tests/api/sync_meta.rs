@@ -1,16 +1,15 @@
 //! Syncs against the strict fake Graph API: what Meta holds after every sync type, throttling,
 //! fatal errors, invalid entries, lookalikes, engagement audiences and deletes.
 
-mod support;
-
 use std::collections::HashSet;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::fake_meta::{call_counts, FakeMeta, Fault, FaultMatch};
-use support::{spawn_app_with, TestApp};
 use uuid::Uuid;
+
+use crate::support::fake_meta::{call_counts, FakeMeta, Fault, FaultMatch};
+use crate::support::{self, spawn_app_with, TestApp};
 
 fn sha(s: &str) -> String {
     Sha256::digest(s.as_bytes())

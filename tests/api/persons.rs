@@ -1,14 +1,13 @@
 //! People through the REST API: bulk import with per-row errors, upsert semantics, limits,
 //! consent, and erasure flowing through to what Meta (the fake Graph API) is told.
 
-mod support;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::fake_meta::{call_counts, FakeMeta, DEFAULT_FAKE_TOKEN};
-use support::{assert_error, spawn_app, spawn_app_with, TestApp};
 use uuid::Uuid;
+
+use crate::support::fake_meta::{call_counts, FakeMeta, DEFAULT_FAKE_TOKEN};
+use crate::support::{self, assert_error, spawn_app, spawn_app_with, TestApp};
 
 async fn person_row(t: &TestApp, external_id: &str) -> Option<tokio_postgres::Row> {
     t.db.query_opt(
