@@ -3,14 +3,14 @@
 //! Meta not configured, then against the fake Graph API on loopback; then a 1% churn sync.
 //! Prints times, rates and the process's peak memory. `cargo bench --bench sync`.
 
-#[path = "../tests/support/fake_meta.rs"]
+#[path = "../tests/support/fake_meta/mod.rs"]
 mod fake_meta;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audience_sync::db::local::LocalPostgres;
-use audience_sync::meta::client::{MetaClient, MetaConfig, RetryPolicy, SecretToken};
+use audience_sync::meta::client::MetaClient;
 use audience_sync::sync::{self, NoProgress, SyncType};
 use audience_sync::{audience, db, segment, App};
 use tokio_postgres::NoTls;
@@ -176,14 +176,9 @@ async fn main() {
     // Against the fake Graph API (which holds every row in this same process: its memory
     // counts in the peak below).
     let fake = fake_meta::FakeMeta::start().await;
-    let config = MetaConfig {
-        graph_url: fake.url(),
-        access_token: SecretToken::new(fake_meta::DEFAULT_FAKE_TOKEN),
-        app_secret: None,
-        ad_account_id: Some("1".into()),
-        timeout: Duration::from_secs(120),
-        retry: RetryPolicy::default(),
-    };
+    let mut config = fake.meta_config();
+    config.timeout = Duration::from_secs(120);
+    config.retry = Default::default();
     let app = App {
         pool,
         meta: Some(Arc::new(MetaClient::new(config).unwrap())),

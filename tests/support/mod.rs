@@ -1,34 +1,48 @@
 //! Test support: a real PostgreSQL (the one at DATABASE_URL, or one this test binary starts from
-//! the machine's server binaries), a fresh database per test, and the service on loopback.
+//! the machine's server binaries, with TLS on), a fresh database per test, and the service on
+//! loopback.
 #![allow(dead_code)]
 
 pub mod fake_meta;
 pub mod lambda;
+pub mod tls;
 
 use std::sync::OnceLock;
 
-use audience_sync::db::local::LocalPostgres;
 use audience_sync::{db, server, App};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-/// URL of database `name` on the test server.
-fn server_url(name: &str) -> String {
-    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
-    let base = SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Ok(url),
+/// The server every test of this process uses.
+struct TestServer {
+    url: String,
+    /// Set when this process started the server (no DATABASE_URL): it has TLS on.
+    tls: Option<tls::TlsServer>,
+}
+
+fn test_server() -> &'static TestServer {
+    static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
+    let server = SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok(TestServer { url, tls: None }),
         _ => {
             // Leaked on purpose: the server lives as long as the test process and dies with it.
-            let pg = LocalPostgres::start_ephemeral().map_err(|e| e.to_string())?;
+            let (pg, tls) = tls::start_local()?;
             let url = pg.url("postgres");
             std::mem::forget(pg);
-            Ok(url)
+            Ok(TestServer {
+                url,
+                tls: Some(tls),
+            })
         }
     });
-    let base = base.as_ref().expect("test PostgreSQL server");
-    with_dbname(base, name)
+    server.as_ref().expect("test PostgreSQL server")
+}
+
+/// URL of database `name` on the test server.
+fn server_url(name: &str) -> String {
+    with_dbname(&test_server().url, name)
 }
 
 fn with_dbname(url: &str, name: &str) -> String {

@@ -2,14 +2,13 @@
 //! bad rules and the paths their errors give, refresh (joiners and leavers), preview, CRUD, and
 //! the seed's example end to end through the REST API alone.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{assert_error, spawn_app, TestApp};
 use uuid::Uuid;
+
+use crate::support::{self, assert_error, spawn_app, TestApp};
 
 fn cond(attribute: &str, operator: &str, value: Value) -> Value {
     json!({"type": "condition", "attribute": attribute, "operator": operator, "value": value})

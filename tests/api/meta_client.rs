@@ -1,16 +1,14 @@
 //! The Meta client against the strict fake Graph API.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use audience_sync::meta::client::{
-    appsecret_proof, pixel_rule, MetaClient, MetaConfig, RetryPolicy, SecretToken, Session,
-    UsersPayload, MAX_ROWS,
+    appsecret_proof, pixel_rule, MetaClient, Session, UsersPayload, MAX_ROWS,
 };
 use audience_sync::meta::error::ErrorKind;
-use support::fake_meta::{
+
+use crate::support::fake_meta::{
     call_counts, hashed_rows, FakeMeta, FakeMetaOptions, Fault, FaultMatch, FAKE_VERSION,
 };
 
@@ -19,26 +17,9 @@ const TOKEN: &str = "EAAtestTOKENdoNotLeak0123456789zyxwvuQ";
 const APP_SECRET: &str = "app-secret-ShouldNeverAppear-42";
 const ACCOUNT: &str = "act_1234567";
 
-fn retry(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(20),
-    }
-}
-
-fn config(fake: &FakeMeta, attempts: u32) -> MetaConfig {
-    let mut cfg = MetaConfig::new(TOKEN);
-    cfg.graph_url = fake.url();
-    cfg.ad_account_id = Some(ACCOUNT.to_string());
-    cfg.timeout = Duration::from_secs(10);
-    cfg.retry = retry(attempts);
-    cfg
-}
-
 async fn setup(attempts: u32) -> (FakeMeta, MetaClient) {
     let fake = FakeMeta::start_with_token(TOKEN).await;
-    let client = MetaClient::new(config(&fake, attempts)).unwrap();
+    let client = MetaClient::new(fake.meta_config_with(TOKEN, attempts)).unwrap();
     (fake, client)
 }
 
@@ -448,13 +429,10 @@ async fn transient_errors_give_up_after_max_attempts() {
 #[tokio::test]
 async fn throttling_honours_estimated_time_to_regain_access() {
     let fake = FakeMeta::start_with_token(TOKEN).await;
-    let mut cfg = config(&fake, 2);
+    let mut cfg = fake.meta_config_with(TOKEN, 2);
     // Jitter alone would stay under 1 ms; the header asks for minutes, capped at max_delay.
-    cfg.retry = RetryPolicy {
-        max_attempts: 2,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(300),
-    };
+    cfg.retry.base_delay = Duration::from_millis(1);
+    cfg.retry.max_delay = Duration::from_millis(300);
     let client = MetaClient::new(cfg).unwrap();
     let id = fake.seed_audience(ACCOUNT, "x");
     fake.inject(
@@ -478,7 +456,7 @@ async fn throttling_honours_estimated_time_to_regain_access() {
     assert_eq!(fake.calls().len(), 2);
 
     // The hint is exposed on the error itself.
-    let client = MetaClient::new(config(&fake, 1)).unwrap();
+    let client = MetaClient::new(fake.meta_config_with(TOKEN, 1)).unwrap();
     fake.inject(
         Fault::meta_error(FaultMatch::Any, 1, 400, 80003, None).with_regain_access_minutes(7),
     );
@@ -490,7 +468,7 @@ async fn throttling_honours_estimated_time_to_regain_access() {
 async fn invalid_token_fails_at_once_without_leaking_it() {
     // The token Meta does not accept: the fake expects another one.
     let fake = FakeMeta::start_with_token("the-only-valid-token").await;
-    let client = MetaClient::new(config(&fake, 5)).unwrap();
+    let client = MetaClient::new(fake.meta_config_with(TOKEN, 5)).unwrap();
     let err = client
         .create_custom_audience(ACCOUNT, "x", "")
         .await
@@ -639,7 +617,7 @@ async fn replace_in_progress_blocks_users_calls() {
 #[tokio::test]
 async fn slow_answer_is_a_transient_timeout() {
     let fake = FakeMeta::start_with_token(TOKEN).await;
-    let mut cfg = config(&fake, 1);
+    let mut cfg = fake.meta_config_with(TOKEN, 1);
     cfg.timeout = Duration::from_millis(200);
     let client = MetaClient::new(cfg.clone()).unwrap();
     let id = fake.seed_audience(ACCOUNT, "x");
@@ -655,7 +633,7 @@ async fn slow_answer_is_a_transient_timeout() {
     assert!(!err.to_string().contains(TOKEN));
 
     // With retries, the second attempt succeeds.
-    cfg.retry = retry(2);
+    cfg.retry.max_attempts = 2;
     let client = MetaClient::new(cfg).unwrap();
     fake.clear_calls();
     fake.inject(Fault::delay(FaultMatch::Any, 1, Duration::from_secs(3)));
@@ -667,13 +645,10 @@ async fn slow_answer_is_a_transient_timeout() {
 #[tokio::test]
 async fn connection_refused_is_transient() {
     let fake = FakeMeta::start_with_token(TOKEN).await;
-    let url = fake.url();
+    let cfg = fake.meta_config_with(TOKEN, 2);
     drop(fake);
     // Give the aborted server a moment to release the port.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut cfg = MetaConfig::new(TOKEN);
-    cfg.graph_url = url;
-    cfg.retry = retry(2);
     let client = MetaClient::new(cfg).unwrap();
     let err = client.get_audience("123").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient);
@@ -690,7 +665,7 @@ async fn appsecret_proof_is_sent_and_correct() {
     })
     .await;
     // Without the proof the fake (like Meta with "require app secret") refuses.
-    let no_proof = MetaClient::new(config(&fake, 1)).unwrap();
+    let no_proof = MetaClient::new(fake.meta_config_with(TOKEN, 1)).unwrap();
     let err = no_proof
         .create_custom_audience(ACCOUNT, "x", "")
         .await
@@ -698,8 +673,8 @@ async fn appsecret_proof_is_sent_and_correct() {
     assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     assert!(err.to_string().contains("appsecret_proof"));
 
-    let mut cfg = config(&fake, 1);
-    cfg.app_secret = Some(SecretToken::new(APP_SECRET));
+    let mut cfg = fake.meta_config_with(TOKEN, 1);
+    cfg.app_secret = Some(APP_SECRET.into());
     let client = MetaClient::new(cfg).unwrap();
     let id = client
         .create_custom_audience(ACCOUNT, "x", "")
@@ -736,8 +711,8 @@ async fn appsecret_proof_is_sent_and_correct() {
     }
 
     // A wrong secret gives a wrong proof, which the fake rejects.
-    let mut cfg = config(&fake, 1);
-    cfg.app_secret = Some(SecretToken::new("not-the-secret"));
+    let mut cfg = fake.meta_config_with(TOKEN, 1);
+    cfg.app_secret = Some("not-the-secret".into());
     let err = MetaClient::new(cfg)
         .unwrap()
         .get_audience("1")
@@ -925,7 +900,7 @@ async fn flagged_audience_and_deprecated_version() {
     assert!(err.user_message().contains("Audience Manager"));
     assert_eq!(fake.calls().len(), 1);
 
-    let mut cfg = config(&fake, 3);
+    let mut cfg = fake.meta_config_with(TOKEN, 3);
     cfg.graph_url = fake.url_with_version("v19.0");
     let old = MetaClient::new(cfg).unwrap();
     let err = old

@@ -1,20 +1,18 @@
 //! The scheduler pass: due audiences claimed once across concurrent passes, the scheduled
 //! Lambda's event, and syncs that pause or die half-way resuming at the next pass.
 
-mod support;
-
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audience_sync::meta::client::{MetaConfig, RetryPolicy, SecretToken};
 use audience_sync::scheduler::{tick, TickOptions};
 use audience_sync::sync::{run_until, NoProgress, SyncType};
 use serde_json::{json, Value};
-use support::fake_meta::{FakeMeta, Fault, FaultMatch, DEFAULT_FAKE_TOKEN};
-use support::{spawn_app, spawn_app_with, TestApp};
 use uuid::Uuid;
+
+use crate::support::fake_meta::{FakeMeta, Fault, FaultMatch, DEFAULT_FAKE_TOKEN};
+use crate::support::{self, spawn_app, spawn_app_with, TestApp};
 
 fn opts(secs: u64) -> TickOptions {
     TickOptions {
@@ -172,19 +170,13 @@ async fn the_scheduled_lambda_runs_a_pass_from_its_eventbridge_event() {
         .all(|r| r["synced_count"] == 5));
 }
 
-fn meta_config(fake: &FakeMeta) -> MetaConfig {
-    MetaConfig {
-        graph_url: fake.url(),
-        access_token: SecretToken::new(DEFAULT_FAKE_TOKEN),
-        app_secret: None,
-        ad_account_id: Some("act_77".into()),
-        timeout: Duration::from_secs(60),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-        },
-    }
+/// The service with Meta at the fake: 60 s a request (the slow batches below take 20–30 s), the
+/// ad account the tick process is given.
+async fn spawn_app_with_fake(fake: &FakeMeta) -> TestApp {
+    let mut meta = fake.meta_config_with(DEFAULT_FAKE_TOKEN, 3);
+    meta.ad_account_id = Some("act_77".into());
+    meta.timeout = Duration::from_secs(60);
+    spawn_app_with(Some(meta)).await
 }
 
 async fn replace_batches(fake: &FakeMeta) -> Vec<(u64, u64, bool, usize)> {
@@ -201,7 +193,7 @@ async fn replace_batches(fake: &FakeMeta) -> Vec<(u64, u64, bool, usize)> {
 #[tokio::test]
 async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session() {
     let fake = FakeMeta::start().await;
-    let t = spawn_app_with(Some(meta_config(&fake))).await;
+    let t = spawn_app_with_fake(&fake).await;
     let seg = t.segment("Big").await;
     t.people_in_segment(seg, "p", 25_000).await;
     let id = Uuid::parse_str(&due_audiences(&t, seg, 1).await[0]).unwrap();
@@ -297,7 +289,7 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
 #[tokio::test]
 async fn a_tick_process_killed_mid_sync_is_resumed_by_the_next_pass() {
     let fake = FakeMeta::start().await;
-    let t = spawn_app_with(Some(meta_config(&fake))).await;
+    let t = spawn_app_with_fake(&fake).await;
     let seg = t.segment("Big").await;
     t.people_in_segment(seg, "k", 25_000).await;
     let id = Uuid::parse_str(&due_audiences(&t, seg, 1).await[0]).unwrap();

@@ -1,10 +1,9 @@
 //! The audience routes, called as a user would over HTTP.
 
-mod support;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{assert_error, spawn_app};
+
+use crate::support::{assert_error, spawn_app};
 
 #[tokio::test]
 async fn create_applies_defaults_and_get_returns_it() {

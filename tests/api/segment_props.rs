@@ -3,8 +3,6 @@
 //! rule written here from the documented semantics; random malformed rules are refused with a
 //! path into the rule, never a panic or a database error.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use audience_sync::error::Error;
@@ -14,8 +12,9 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
-use support::TestApp;
 use uuid::Uuid;
+
+use crate::support::{self, TestApp};
 
 const CASES: u32 = 64;
 

@@ -2,8 +2,6 @@
 //! is handled carries that request's id, each request has exactly one summary line (route,
 //! status, latency), and no line carries contact data.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
 use audience_sync::http::Group;
@@ -11,8 +9,9 @@ use audience_sync::lambda::handle_request;
 use audience_sync::telemetry::json_subscriber;
 use lambda_http::{Context, RequestExt};
 use serde_json::Value;
-use support::{spawn_app, TestApp};
 use tracing_subscriber::EnvFilter;
+
+use crate::support::{spawn_app, TestApp};
 
 const PLACEHOLDER: &str = "00000000-0000-4000-8000-000000000000";
 

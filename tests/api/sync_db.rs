@@ -1,11 +1,10 @@
 //! Syncs with Meta not configured: the database side of every sync type.
 
-mod support;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{assert_error, spawn_app, TestApp};
 use uuid::Uuid;
+
+use crate::support::{self, assert_error, spawn_app, TestApp};
 
 async fn audience_on(t: &TestApp, seg: Uuid, name: &str) -> String {
     let a = t

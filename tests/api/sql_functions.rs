@@ -1,11 +1,10 @@
 //! The SQL helper functions of the feature document, called directly as other tools would.
 
-mod support;
-
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::{spawn_app, TestApp};
 use uuid::Uuid;
+
+use crate::support::{self, spawn_app, TestApp};
 
 fn sha256_hex(s: &str) -> String {
     hex_lower(&Sha256::digest(s.as_bytes()))

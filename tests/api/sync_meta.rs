@@ -1,20 +1,15 @@
 //! Syncs against the strict fake Graph API: what Meta holds after every sync type, throttling,
 //! fatal errors, invalid entries, lookalikes, engagement audiences and deletes.
 
-mod support;
-
 use std::collections::HashSet;
-use std::time::Duration;
 
-use audience_sync::meta::client::{MetaConfig, RetryPolicy, SecretToken};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::fake_meta::{call_counts, FakeMeta, Fault, FaultMatch, DEFAULT_FAKE_TOKEN};
-use support::{spawn_app_with, TestApp};
 use uuid::Uuid;
 
-const ACCOUNT: &str = "act_424242";
+use crate::support::fake_meta::{call_counts, FakeMeta, Fault, FaultMatch};
+use crate::support::{self, spawn_app_with, TestApp};
 
 fn sha(s: &str) -> String {
     Sha256::digest(s.as_bytes())
@@ -23,24 +18,9 @@ fn sha(s: &str) -> String {
         .collect()
 }
 
-fn config(fake: &FakeMeta, token: &str) -> MetaConfig {
-    MetaConfig {
-        graph_url: fake.url(),
-        access_token: SecretToken::new(token),
-        app_secret: None,
-        ad_account_id: Some(ACCOUNT.into()),
-        timeout: Duration::from_secs(2),
-        retry: RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(40),
-        },
-    }
-}
-
 async fn setup() -> (FakeMeta, TestApp) {
     let fake = FakeMeta::start().await;
-    let t = spawn_app_with(Some(config(&fake, DEFAULT_FAKE_TOKEN))).await;
+    let t = spawn_app_with(Some(fake.meta_config())).await;
     (fake, t)
 }
 
@@ -103,7 +83,7 @@ async fn first_full_sync_creates_the_audience_and_meta_holds_exactly_the_members
     assert_eq!(created.subtype, "CUSTOM");
     assert_eq!(created.name, "Meta Full");
     assert_eq!(created.description.as_deref(), Some("from tests"));
-    assert_eq!(created.account_id, "424242");
+    assert_eq!(created.account_id, "424242"); // FAKE_AD_ACCOUNT, the config's
     assert_eq!(meta_emails(&fake, &meta), emails("m", 1..=30));
     let row = fake
         .members(&meta)
@@ -385,7 +365,7 @@ async fn replace_in_progress_waits_and_retries() {
 async fn an_invalid_token_fails_the_sync_with_an_actionable_message_and_never_leaks() {
     let fake = FakeMeta::start().await;
     let secret = "EAAGsecretTOKENvalue1234567890abcdefXYZ";
-    let t = spawn_app_with(Some(config(&fake, secret))).await;
+    let t = spawn_app_with(Some(fake.meta_config_with(secret, 4))).await;
     let seg = t.segment("S").await;
     t.people_in_segment(seg, "tok", 2).await;
     let id = audience(&t, seg, "Token").await;

@@ -1,61 +1,11 @@
-//! TLS to PostgreSQL: a local server with `ssl=on` and a certificate from a CA the test makes,
-//! reached through the pool with that CA (the connection is encrypted) and with another CA
-//! (refused). Plain TCP stays allowed to a local server that is not asked for TLS.
+//! TLS to PostgreSQL: a local server with `ssl=on` and a certificate from a CA the tests make
+//! (the shared test server, see `support::tls`), reached through the pool with that CA (the
+//! connection is encrypted) and with another CA (refused). Plain TCP stays allowed to a local
+//! server that is not asked for TLS.
 
-use std::sync::OnceLock;
-
-use audience_sync::db::local::{LocalOptions, LocalPostgres};
 use audience_sync::db::{self, CaSource, PoolOptions};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 
-fn make_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-struct TlsServer {
-    port: u16,
-    ca_pem: String,
-}
-
-/// One TLS-enabled server for this test binary (it dies with the process).
-fn server() -> &'static TlsServer {
-    static SERVER: OnceLock<TlsServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let ca = make_ca("audience-sync test CA");
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-        let options = LocalOptions::default()
-            .file("server.crt", cert.pem())
-            .file("server.key", key.serialize_pem())
-            .setting("ssl", "on")
-            .setting("ssl_cert_file", "server.crt")
-            .setting("ssl_key_file", "server.key");
-        let pg = LocalPostgres::start_ephemeral_with(&options).expect("start PostgreSQL with TLS");
-        let port = pg.port();
-        std::mem::forget(pg);
-        TlsServer {
-            port,
-            ca_pem: ca.pem(),
-        }
-    })
-}
+use crate::support::tls::{make_ca, server};
 
 fn options(ca: CaSource) -> PoolOptions {
     PoolOptions {

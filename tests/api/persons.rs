@@ -1,17 +1,13 @@
 //! People through the REST API: bulk import with per-row errors, upsert semantics, limits,
 //! consent, and erasure flowing through to what Meta (the fake Graph API) is told.
 
-mod support;
-
-use std::time::Duration;
-
-use audience_sync::meta::client::{MetaConfig, RetryPolicy, SecretToken};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::fake_meta::{call_counts, FakeMeta, DEFAULT_FAKE_TOKEN};
-use support::{assert_error, spawn_app, spawn_app_with, TestApp};
 use uuid::Uuid;
+
+use crate::support::fake_meta::{call_counts, FakeMeta, DEFAULT_FAKE_TOKEN};
+use crate::support::{self, assert_error, spawn_app, spawn_app_with, TestApp};
 
 async fn person_row(t: &TestApp, external_id: &str) -> Option<tokio_postgres::Row> {
     t.db.query_opt(
@@ -280,21 +276,6 @@ fn sha(s: &str) -> String {
         .collect()
 }
 
-fn meta_config(fake: &FakeMeta) -> MetaConfig {
-    MetaConfig {
-        graph_url: fake.url(),
-        access_token: SecretToken::new(DEFAULT_FAKE_TOKEN),
-        app_secret: None,
-        ad_account_id: Some("act_424242".into()),
-        timeout: Duration::from_secs(2),
-        retry: RetryPolicy {
-            max_attempts: 2,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-        },
-    }
-}
-
 /// Every hashed field Meta holds for the audience.
 fn meta_hashes(fake: &FakeMeta, meta_id: &str) -> Vec<String> {
     fake.members(meta_id).into_iter().flatten().collect()
@@ -326,7 +307,7 @@ async fn sync_log_details(t: &TestApp, r: &Value) -> Value {
 #[tokio::test]
 async fn erasure_and_opt_out_reach_meta_at_the_next_sync() {
     let fake = FakeMeta::start().await;
-    let t = spawn_app_with(Some(meta_config(&fake))).await;
+    let t = spawn_app_with(Some(fake.meta_config_with(DEFAULT_FAKE_TOKEN, 2))).await;
     let people: Vec<Value> = (1..=5)
         .map(|i| {
             json!({"external_id": format!("m{i}"), "email": format!("m{i}@example.com"),
