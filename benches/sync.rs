@@ -6,11 +6,10 @@
 #[path = "../tests/support/fake_meta/mod.rs"]
 mod fake_meta;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audience_sync::db::local::LocalPostgres;
-use audience_sync::meta::client::MetaClient;
+use audience_sync::config::Config;
 use audience_sync::sync::{self, NoProgress, SyncType};
 use audience_sync::{audience, db, segment, App};
 use tokio_postgres::NoTls;
@@ -53,9 +52,9 @@ async fn new_audience(app: &App, name: &str, segment: Uuid) -> Uuid {
 async fn timed_sync(app: &App, id: Uuid, t: SyncType, label: &str, members: u64) -> Duration {
     let before = current_rss_mib();
     let started = Instant::now();
-    let r = sync::run(app, id, t, &NoProgress).await.unwrap();
+    let r = sync::run(app, id, Some(t), &NoProgress, None).await.unwrap();
     let took = started.elapsed();
-    assert_eq!(r.status, "completed", "{r:?}");
+    assert_eq!(r.status, sync::SyncStatus::Completed, "{r:?}");
     println!(
         "{label:<52} {:>8.2} s  {:>10.0} members/s  synced {:>8}  failed {:>5}  rss before {:>6.1} MiB, peak so far {:>6.1} MiB",
         took.as_secs_f64(),
@@ -88,7 +87,7 @@ async fn main() {
         Some((base, _)) => format!("{base}/{name}"),
         None => admin.clone(),
     };
-    db::migrate(&url).await.unwrap();
+    db::migrate(&url, &db::CaSource::Embedded).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     tokio::spawn(conn);
 
@@ -146,7 +145,7 @@ async fn main() {
         "segment refresh, rule, nothing changed",
     ] {
         let started = Instant::now();
-        let r = segment::store::refresh(&client, rule_segment)
+        let r = segment::refresh(&client, rule_segment)
             .await
             .unwrap();
         println!(
@@ -157,11 +156,10 @@ async fn main() {
     }
 
     // Meta not configured: the database side alone.
-    let pool = db::pool(&url, 4).unwrap();
-    let app = App {
-        pool: pool.clone(),
-        meta: None,
-    };
+    let mut settings = Config::from_vars(&|_| None).unwrap();
+    settings.database_url = Some(url.clone());
+    settings.db_pool_size = 4;
+    let app = App::build(&settings).await.unwrap();
     let a = new_audience(&app, "bench db-only", segment).await;
     timed_sync(&app, a, SyncType::Full, "full sync, database only", members).await;
     timed_sync(
@@ -179,10 +177,8 @@ async fn main() {
     let mut config = fake.meta_config();
     config.timeout = Duration::from_secs(120);
     config.retry = Default::default();
-    let app = App {
-        pool,
-        meta: Some(Arc::new(MetaClient::new(config).unwrap())),
-    };
+    settings.meta = Some(config);
+    let app = App::build(&settings).await.unwrap();
     let b = new_audience(&app, "bench meta", segment).await;
     timed_sync(
         &app,
@@ -231,7 +227,7 @@ async fn main() {
         "fake Meta holds {} members",
         fake.member_count(&{
             let db = app.pool.get().await.unwrap();
-            audience::get(&**db, b)
+            audience::store::get(&**db, b)
                 .await
                 .unwrap()
                 .meta_audience_id

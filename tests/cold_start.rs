@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use audience_sync::config::{Config, ConfigError};
-use audience_sync::lambda::build_app;
+use audience_sync::App;
 use moto::Moto;
 
 fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -74,7 +74,7 @@ async fn secrets_become_a_working_configuration() {
     );
 
     // And the state built from it reaches the database.
-    let app = build_app(&config).await.expect("build app");
+    let app = App::build(&config).await.expect("build app");
     let conn = audience_sync::db::get(&app.pool).await.expect("connection");
     let n: i64 = conn
         .query_one("SELECT count(*) FROM custom_audience", &[])

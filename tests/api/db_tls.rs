@@ -34,7 +34,7 @@ async fn pool_connects_over_tls_with_the_right_ca() {
             "postgresql://postgres@{host}:{}/postgres?sslmode=require",
             s.port
         );
-        let pool = db::pool_with(&url, &options(CaSource::Pem(s.ca_pem.clone().into_bytes())))
+        let pool = db::pool(&url, &options(CaSource::Pem(s.ca_pem.clone().into_bytes())))
             .expect("pool");
         assert!(ssl_in_use(&pool).await, "TLS to {host}");
     }
@@ -51,7 +51,7 @@ async fn ca_bundle_from_a_file() {
         "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=require",
         s.port
     );
-    let pool = db::pool_with(&url, &options(CaSource::File(path.clone()))).expect("pool");
+    let pool = db::pool(&url, &options(CaSource::File(path.clone()))).expect("pool");
     assert!(ssl_in_use(&pool).await);
     let _ = std::fs::remove_file(path);
 }
@@ -65,7 +65,7 @@ async fn a_wrong_ca_is_refused() {
         s.port
     );
     let pool =
-        db::pool_with(&url, &options(CaSource::Pem(wrong.pem().into_bytes()))).expect("pool");
+        db::pool(&url, &options(CaSource::Pem(wrong.pem().into_bytes()))).expect("pool");
     let Err(err) = db::get(&pool).await else {
         panic!("TLS with the wrong CA must fail");
     };
@@ -81,13 +81,13 @@ async fn local_server_without_sslmode_require_is_plain_tcp() {
     let s = server();
     let url = format!("postgresql://postgres@127.0.0.1:{}/postgres", s.port);
     // No CA at all: none is needed for plain TCP to this machine.
-    let pool = db::pool_with(&url, &options(CaSource::Pem(Vec::new()))).expect("pool");
+    let pool = db::pool(&url, &options(CaSource::Pem(Vec::new()))).expect("pool");
     assert!(!ssl_in_use(&pool).await);
 }
 
 #[tokio::test]
 async fn remote_hosts_never_get_plain_tcp() {
-    let Err(err) = db::pool_with(
+    let Err(err) = db::pool(
         "postgresql://app:pw@db.example.internal:5432/app?sslmode=disable",
         &options(CaSource::Pem(Vec::new())),
     ) else {
@@ -106,7 +106,7 @@ async fn a_refused_connection_is_connection_class_and_retried() {
         .unwrap()
         .port();
     let url = format!("postgresql://postgres@127.0.0.1:{port}/postgres");
-    let pool = db::pool_with(&url, &options(CaSource::Pem(Vec::new()))).unwrap();
+    let pool = db::pool(&url, &options(CaSource::Pem(Vec::new()))).unwrap();
     let Err(err) = db::get(&pool).await else {
         panic!("nothing listens there");
     };

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use audience_sync::http::Group;
-use audience_sync::lambda::handle_request;
+use audience_sync::http::{router, Group};
+use lambda_http::tower::ServiceExt;
 use audience_sync::telemetry::json_subscriber;
 use lambda_http::{Context, RequestExt};
 use serde_json::Value;
@@ -55,7 +55,8 @@ async fn invoke(t: &TestApp, group: Group, event: &str, id: Option<&str>, reques
     let req = lambda_http::request::from_str(&text)
         .unwrap()
         .with_lambda_context(ctx);
-    handle_request(&t.app, group, req).await.status().as_u16()
+    let response = router(group, t.app.clone()).oneshot(req).await.unwrap();
+    response.status().as_u16()
 }
 
 #[tokio::test]

@@ -3,10 +3,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use audience_sync::meta::client::{
-    appsecret_proof, pixel_rule, MetaClient, Session, UsersPayload, MAX_ROWS,
-};
-use audience_sync::meta::error::ErrorKind;
+use audience_sync::destinations::meta::client::{appsecret_proof, MetaClient};
+use audience_sync::destinations::meta::error::ErrorKind;
+use audience_sync::destinations::meta::wire::{pixel_rule, Session, UsersPayload, MAX_ROWS};
 
 use crate::support::fake_meta::{
     call_counts, hashed_rows, FakeMeta, FakeMetaOptions, Fault, FaultMatch, FAKE_VERSION,

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audience_sync::scheduler::{tick, TickOptions};
-use audience_sync::sync::{run_until, NoProgress, SyncType};
+use audience_sync::sync::scheduler::{tick, TickOptions};
+use audience_sync::sync::{run, NoProgress, SyncStatus, SyncType};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -122,7 +122,7 @@ async fn only_due_audiences_are_claimed() {
     .await
     .unwrap();
 
-    let summary = tick(&t.app, &opts(30)).await.unwrap();
+    let summary = tick(&t.app, opts(30)).await.unwrap();
     assert_eq!(summary.claimed, 2, "{summary:?}");
     let synced: Vec<&str> = summary
         .results
@@ -204,16 +204,16 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
         1,
         Duration::from_secs(20),
     ));
-    let first = run_until(
+    let first = run(
         &t.app,
         id,
-        SyncType::Full,
+        Some(SyncType::Full),
         &NoProgress,
         Some(Instant::now() + Duration::from_secs(10)),
     )
     .await
     .unwrap();
-    assert_eq!(first.status, "in_progress", "{first:?}");
+    assert_eq!(first.status, SyncStatus::InProgress, "{first:?}");
     let checkpoint: Option<Value> =
         t.db.query_one(
             "SELECT checkpoint FROM audience_sync_log WHERE id = $1",
@@ -242,7 +242,7 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
     assert!(waiting > 0, "a paused first sync has joiners left");
     assert_eq!(waiting + written, 25_000, "each member in one place");
 
-    let summary = tick(&t.app, &opts(60)).await.unwrap();
+    let summary = tick(&t.app, opts(60)).await.unwrap();
     assert_eq!((summary.resumed, summary.completed), (1, 1), "{summary:?}");
     assert_eq!(fake.member_count(&meta), 25_000);
     assert_eq!(
@@ -324,7 +324,7 @@ async fn a_tick_process_killed_mid_sync_is_resumed_by_the_next_pass() {
     let _ = child.wait().await;
     tokio::time::sleep(Duration::from_millis(1_200)).await; // the claim's lease runs out
 
-    let summary = tick(&t.app, &opts(60)).await.unwrap();
+    let summary = tick(&t.app, opts(60)).await.unwrap();
     assert_eq!((summary.resumed, summary.completed), (1, 1), "{summary:?}");
     let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
     let meta = a["meta_audience_id"].as_str().unwrap();

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use audience_sync::error::Error;
-use audience_sync::segment::{store, Rule};
+use audience_sync::segment::{self, Rule};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -580,7 +580,7 @@ async fn check(
         .await
         .unwrap();
         let now = clock(t).await;
-        let refreshed = store::refresh(&t.db, segment)
+        let refreshed = segment::refresh(&t.db, segment)
             .await
             .map_err(|e| TestCaseError::fail(format!("refresh failed: {e:?}: {rule}")))?;
         let in_db: BTreeSet<Uuid> = support::column(
@@ -598,7 +598,7 @@ async fn check(
             .collect();
         prop_assert_eq!(&in_db, &in_memory, "rule {}", rule);
         prop_assert_eq!(refreshed.member_count as usize, in_memory.len());
-        let preview = store::preview(&t.db, &parsed).await.unwrap();
+        let preview = segment::preview(&t.db, &parsed).await.unwrap();
         prop_assert_eq!(preview.count as usize, in_memory.len());
         let sample: BTreeSet<Uuid> = preview.sample.into_iter().collect();
         prop_assert!(sample.is_subset(&in_memory));

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use audience_sync::sync::SyncStatus;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -161,23 +162,26 @@ async fn a_sync_with_a_single_database_connection_sends_everyone_once() {
     let seg = t.segment("One").await;
     t.people_in_segment(seg, "one", 25_000).await;
     let id = audience(&t, seg, "One").await;
-    let app = audience_sync::App {
-        pool: audience_sync::db::pool(&t.db_url, 1).unwrap(),
-        meta: t.app.meta.clone(),
-    };
+    // The same database and fake Meta, with a pool of one connection.
+    let mut config = support::test_config();
+    config.database_url = Some(t.db_url.clone());
+    config.db_pool_size = 1;
+    config.meta = Some(fake.meta_config());
+    let app = audience_sync::App::build(&config).await.unwrap();
     let audience_id = Uuid::parse_str(&id).unwrap();
     let run = |sync_type| {
         audience_sync::sync::run(
             &app,
             audience_id,
-            sync_type,
+            Some(sync_type),
             &audience_sync::sync::NoProgress,
+            None,
         )
     };
     let full = run(audience_sync::sync::SyncType::Full).await.unwrap();
     assert_eq!(
-        (full.status.as_str(), full.synced_count),
-        ("completed", 25_000)
+        (full.status, full.synced_count),
+        (SyncStatus::Completed, 25_000)
     );
     // 15,000 joiners: two pages of them, read and written on the one connection.
     t.people_in_segment(seg, "two", 15_000).await;
@@ -185,8 +189,8 @@ async fn a_sync_with_a_single_database_connection_sends_everyone_once() {
         .await
         .unwrap();
     assert_eq!(
-        (inc.status.as_str(), inc.synced_count),
-        ("completed", 15_000)
+        (inc.status, inc.synced_count),
+        (SyncStatus::Completed, 15_000)
     );
     let meta = meta_id(&t, &id).await;
     assert_eq!(fake.member_count(&meta), 40_000);

@@ -9,6 +9,8 @@ pub mod tls;
 
 use std::sync::OnceLock;
 
+use audience_sync::config::Config;
+use audience_sync::destinations::meta::MetaConfig;
 use audience_sync::{db, server, App};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -67,7 +69,9 @@ pub async fn fresh_database() -> String {
         .await
         .expect("create test database");
     let url = server_url(&name);
-    db::migrate(&url).await.expect("migrate test database");
+    db::migrate(&url, &db::CaSource::Embedded)
+        .await
+        .expect("migrate test database");
     url
 }
 
@@ -91,13 +95,27 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The service against a fresh database, with Meta configured when `meta` is given.
-pub async fn spawn_app_with(meta: Option<audience_sync::meta::client::MetaConfig>) -> TestApp {
+pub async fn spawn_app_with(meta: Option<MetaConfig>) -> TestApp {
+    spawn_app_configured(|config| {
+        config.db_pool_size = 8;
+        config.meta = meta;
+    })
+    .await
+}
+
+/// The configuration a test starts from: the defaults, as with an empty environment.
+pub fn test_config() -> Config {
+    Config::from_vars(&|_| None).expect("the defaults are a valid configuration")
+}
+
+/// The service against a fresh database, built as `main` builds it ([`App::build`]) from the
+/// default configuration as `configure` changes it.
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestApp {
     let db_url = fresh_database().await;
-    let pool = db::pool(&db_url, 8).expect("pool");
-    let meta = meta.map(|m| {
-        std::sync::Arc::new(audience_sync::meta::client::MetaClient::new(m).expect("meta client"))
-    });
-    let app = App { pool, meta };
+    let mut config = test_config();
+    config.database_url = Some(db_url.clone());
+    configure(&mut config);
+    let app = App::build(&config).await.expect("app");
     let (listener, addr) = server::bind(0).await.expect("bind");
     tokio::spawn(server::serve(app.clone(), listener, std::future::pending()));
     TestApp {

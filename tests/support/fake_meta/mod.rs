@@ -36,7 +36,7 @@ use serde_json::{Map, Value};
 
 // The only place the tests name the client's configuration types: they get theirs from
 // `FakeMeta::meta_config`.
-use audience_sync::meta::client::{MetaConfig, RetryPolicy, SecretToken};
+use audience_sync::destinations::meta::{retry::RetryPolicy, MetaConfig, SecretToken};
 
 // The fault API, as the tests name it (`fake_meta::Fault`); not every user names every part.
 #[allow(unused_imports)]
