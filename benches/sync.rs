@@ -8,8 +8,8 @@ mod fake_meta;
 
 use std::time::{Duration, Instant};
 
-use audience_sync::db::local::LocalPostgres;
 use audience_sync::config::Config;
+use audience_sync::db::local::LocalPostgres;
 use audience_sync::sync::{self, NoProgress, SyncType};
 use audience_sync::{audience, db, segment, App};
 use tokio_postgres::NoTls;
@@ -52,7 +52,9 @@ async fn new_audience(app: &App, name: &str, segment: Uuid) -> Uuid {
 async fn timed_sync(app: &App, id: Uuid, t: SyncType, label: &str, members: u64) -> Duration {
     let before = current_rss_mib();
     let started = Instant::now();
-    let r = sync::run(app, id, Some(t), &NoProgress, None).await.unwrap();
+    let r = sync::run(app, id, Some(t), &NoProgress, None)
+        .await
+        .unwrap();
     let took = started.elapsed();
     assert_eq!(r.status, sync::SyncStatus::Completed, "{r:?}");
     println!(
@@ -145,9 +147,7 @@ async fn main() {
         "segment refresh, rule, nothing changed",
     ] {
         let started = Instant::now();
-        let r = segment::refresh(&client, rule_segment)
-            .await
-            .unwrap();
+        let r = segment::refresh(&client, rule_segment).await.unwrap();
         println!(
             "{label:<52} {:>8.2} s  ({n} people, {} members)",
             started.elapsed().as_secs_f64(),

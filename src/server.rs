@@ -1,5 +1,6 @@
 //! The local HTTP server of `audiences serve` (and the tests): plain HTTP on loopback, serving
-//! the same router as the Lambdas, every group merged.
+//! the same router as the Lambdas, every group merged, behind the browser checks of
+//! `http::browser` (what a web page the developer visits could otherwise make it do).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +14,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(Group::All, app))
+    let port = listener.local_addr()?.port();
+    let router = http::router(Group::All, app).layer(axum::middleware::from_fn_with_state(
+        port,
+        http::browser::guard,
+    ));
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

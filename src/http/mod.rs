@@ -4,6 +4,7 @@
 //! errors become the API's error shape in one place (`error`).
 
 pub mod audiences;
+pub mod browser;
 pub mod error;
 pub mod extract;
 pub mod persons;

@@ -34,8 +34,8 @@ async fn pool_connects_over_tls_with_the_right_ca() {
             "postgresql://postgres@{host}:{}/postgres?sslmode=require",
             s.port
         );
-        let pool = db::pool(&url, &options(CaSource::Pem(s.ca_pem.clone().into_bytes())))
-            .expect("pool");
+        let pool =
+            db::pool(&url, &options(CaSource::Pem(s.ca_pem.clone().into_bytes()))).expect("pool");
         assert!(ssl_in_use(&pool).await, "TLS to {host}");
     }
 }
@@ -64,8 +64,7 @@ async fn a_wrong_ca_is_refused() {
         "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=require",
         s.port
     );
-    let pool =
-        db::pool(&url, &options(CaSource::Pem(wrong.pem().into_bytes()))).expect("pool");
+    let pool = db::pool(&url, &options(CaSource::Pem(wrong.pem().into_bytes()))).expect("pool");
     let Err(err) = db::get(&pool).await else {
         panic!("TLS with the wrong CA must fail");
     };

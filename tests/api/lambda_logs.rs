@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use audience_sync::http::{router, Group};
-use lambda_http::tower::ServiceExt;
 use audience_sync::telemetry::json_subscriber;
+use lambda_http::tower::ServiceExt;
 use lambda_http::{Context, RequestExt};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;

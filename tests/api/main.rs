@@ -15,6 +15,7 @@
 mod support;
 
 mod audiences;
+mod browser;
 mod db_tls;
 mod lambda_events;
 mod lambda_logs;
