@@ -6,7 +6,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use audience_sync::meta::normalize::{Hasher, PersonFields};
+use audience_sync::destinations::meta::hashing::Hasher;
+use audience_sync::identity::PersonFields;
 use chrono::NaiveDate;
 use criterion::{Criterion, Throughput};
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audience_sync::db::local::LocalPostgres;
-use audience_sync::meta::client::{MetaClient, MetaConfig, RetryPolicy, SecretToken};
+use audience_sync::destinations::meta::client::{MetaClient, MetaConfig};
+use audience_sync::destinations::meta::retry::RetryPolicy;
+use audience_sync::destinations::meta::token::SecretToken;
 use audience_sync::sync::{self, NoProgress, SyncType};
 use audience_sync::{audience, db, segment, App};
 use tokio_postgres::NoTls;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
-use crate::meta::client::MetaClient;
+use crate::destinations::meta::client::MetaClient;
 
 #[derive(Clone)]
 pub struct App {

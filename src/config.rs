@@ -9,7 +9,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::meta::client::{MetaConfig, RetryPolicy, SecretToken, DEFAULT_GRAPH_URL};
+use crate::destinations::meta::client::{MetaConfig, DEFAULT_GRAPH_URL};
+use crate::destinations::meta::retry::RetryPolicy;
+use crate::destinations::meta::token::SecretToken;
 use crate::secrets::{parse_db_secret, parse_token_secret, DbDefaults, SecretsClient};
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! to a status and the JSON error shape in one place (`http::response`).
 
 use crate::db::DbError;
-use crate::meta::error::MetaError;
+use crate::destinations::meta::error::MetaError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -11,8 +11,8 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::config::Config;
 use crate::db::{CaSource, PoolOptions};
+use crate::destinations::meta::client::MetaClient;
 use crate::http::{handle, Group};
-use crate::meta::client::MetaClient;
 
 /// Turns a Lambda request into the router's request and back. Every log line of the request
 /// carries its `request_id` (the Lambda invocation's, else API Gateway's).

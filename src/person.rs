@@ -15,8 +15,7 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::meta::normalize::{normalize_country, normalize_email};
-use crate::segment::rule::parse_date;
+use crate::identity::{normalize_country, normalize_email, parse_date};
 
 /// Rows of one `POST /api/persons`.
 pub const MAX_PER_REQUEST: usize = 10_000;

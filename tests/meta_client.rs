@@ -5,11 +5,11 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use audience_sync::meta::client::{
-    appsecret_proof, pixel_rule, MetaClient, MetaConfig, RetryPolicy, SecretToken, Session,
-    UsersPayload, MAX_ROWS,
-};
-use audience_sync::meta::error::ErrorKind;
+use audience_sync::destinations::meta::client::{appsecret_proof, MetaClient, MetaConfig};
+use audience_sync::destinations::meta::error::ErrorKind;
+use audience_sync::destinations::meta::retry::RetryPolicy;
+use audience_sync::destinations::meta::token::SecretToken;
+use audience_sync::destinations::meta::wire::{pixel_rule, Session, UsersPayload, MAX_ROWS};
 use support::fake_meta::{
     call_counts, hashed_rows, FakeMeta, FakeMetaOptions, Fault, FaultMatch, FAKE_VERSION,
 };

@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use audience_sync::meta::client::{MetaConfig, RetryPolicy, SecretToken};
+use audience_sync::destinations::meta::client::MetaConfig;
+use audience_sync::destinations::meta::retry::RetryPolicy;
+use audience_sync::destinations::meta::token::SecretToken;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

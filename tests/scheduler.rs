@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audience_sync::meta::client::{MetaConfig, RetryPolicy, SecretToken};
+use audience_sync::destinations::meta::client::MetaConfig;
+use audience_sync::destinations::meta::retry::RetryPolicy;
+use audience_sync::destinations::meta::token::SecretToken;
 use audience_sync::scheduler::{tick, TickOptions};
 use audience_sync::sync::{run_until, NoProgress, SyncType};
 use serde_json::{json, Value};

@@ -22,6 +22,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Number, Value};
 
 use crate::error::{Error, Result};
+use crate::identity::parse_date;
 
 /// Nodes from the root to the deepest condition, the root counting as 1.
 pub const MAX_DEPTH: usize = 10;
@@ -616,14 +617,6 @@ impl Typing<'_> {
         }
         Ok(out)
     }
-}
-
-/// `YYYY-MM-DD` exactly.
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    if s.len() != 10 {
-        return None;
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
+use crate::destinations::meta::hashing::HashedRow;
 use crate::error::Result;
-use crate::meta::normalize::HashedRow;
 
 /// Which rows of a sent batch the destination refused (by index in the batch), and how many
 /// more it counted as invalid without saying which (Meta quotes at most 100).

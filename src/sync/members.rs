@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use super::destination::{Destination, Removal};
 use super::Progress;
+use crate::destinations::meta::hashing::{unsendable_reason, HashedRow, Hasher};
 use crate::error::Result;
-use crate::meta::normalize::{unsendable_reason, HashedRow, Hasher, PersonFields};
+use crate::identity::PersonFields;
 
 /// Meta's maximum rows per request, and our page size.
 pub const BATCH: usize = 10_000;

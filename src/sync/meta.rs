@@ -7,11 +7,11 @@ use uuid::Uuid;
 
 use super::destination::{Accepted, Destination, Removal};
 use crate::audience::{self, Audience, AudienceType, EngagementRule};
+use crate::destinations::meta::error::ErrorKind;
+use crate::destinations::meta::hashing::{HashedRow, SCHEMA};
+use crate::destinations::meta::wire::{Session, UsersPayload};
+use crate::destinations::meta::MetaClient;
 use crate::error::{Error, Result};
-use crate::meta::client::{Session, UsersPayload};
-use crate::meta::error::ErrorKind;
-use crate::meta::normalize::{HashedRow, SCHEMA};
-use crate::meta::MetaClient;
 
 /// Meta keeps at most this many invalid-entry samples per answer; we keep as many per sync.
 const MAX_SAMPLES: usize = 100;
@@ -68,7 +68,7 @@ impl<'a> MetaDestination<'a> {
         d
     }
 
-    fn record(&mut self, r: &crate::meta::client::UsersResponse) {
+    fn record(&mut self, r: &crate::destinations::meta::wire::UsersResponse) {
         self.stats.requests += 1;
         if !r.session_id.is_empty() && !self.stats.session_ids.contains(&r.session_id) {
             self.stats.session_ids.push(r.session_id.clone());
@@ -285,7 +285,8 @@ pub async fn ensure_built_by_meta(
         AudienceType::Engagement => {
             let rule = EngagementRule::parse(audience.rule.as_ref().unwrap_or(&Value::Null))?;
             let days = u32::try_from(rule.retention_days).unwrap_or(1);
-            let pixel_rule = crate::meta::client::pixel_rule(&rule.pixel_id, &rule.event, days);
+            let pixel_rule =
+                crate::destinations::meta::wire::pixel_rule(&rule.pixel_id, &rule.event, days);
             client
                 .create_engagement(&account, &audience.name, &description, &pixel_rule, days)
                 .await?

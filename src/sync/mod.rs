@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::audience::{self, Audience, AudienceType};
+use crate::destinations::meta::MetaClient;
 use crate::error::{Error, Result};
-use crate::meta::MetaClient;
 use destination::{DatabaseOnly, Destination};
 use members::{Counters, Pass, PassEnd};
 use std::time::Instant;

@@ -77,11 +77,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The service against a fresh database, with Meta configured when `meta` is given.
-pub async fn spawn_app_with(meta: Option<audience_sync::meta::client::MetaConfig>) -> TestApp {
+pub async fn spawn_app_with(
+    meta: Option<audience_sync::destinations::meta::client::MetaConfig>,
+) -> TestApp {
     let db_url = fresh_database().await;
     let pool = db::pool(&db_url, 8).expect("pool");
     let meta = meta.map(|m| {
-        std::sync::Arc::new(audience_sync::meta::client::MetaClient::new(m).expect("meta client"))
+        std::sync::Arc::new(
+            audience_sync::destinations::meta::client::MetaClient::new(m).expect("meta client"),
+        )
     });
     let app = App { pool, meta };
     let (listener, addr) = server::bind(0).await.expect("bind");

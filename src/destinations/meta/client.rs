@@ -11,18 +11,21 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};
 use reqwest::Method;
-use serde::de::{self, DeserializeOwned};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::error::{scrub, ErrorKind, MetaError};
+use super::retry::RetryPolicy;
+use super::token::SecretToken;
+use super::wire::{
+    validate_payload, AudienceInfo, IdAnswer, Session, SuccessAnswer, UsersBody, UsersPayload,
+    UsersResponse,
+};
 
 /// The pinned Graph API version used when `META_GRAPH_URL` is unset.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com/v25.0";
-
-/// Meta's maximum number of rows in one `/users` or `/usersreplace` request.
-pub const MAX_ROWS: usize = 10_000;
 
 /// Fields read by [`MetaClient::get_audience`].
 pub const AUDIENCE_FIELDS: &str = "id,name,approximate_count_lower_bound,\
@@ -30,102 +33,6 @@ approximate_count_upper_bound,operation_status,delivery_status,time_content_upda
 
 /// Longest retention Meta accepts for `retention_days` on a website audience.
 pub const MAX_RETENTION_DAYS: u32 = 180;
-
-/// A secret string (access token, app secret). `Debug` and `Display` print `[redacted]`.
-#[derive(Clone, Default)]
-pub struct SecretToken(String);
-
-impl SecretToken {
-    pub fn new(value: impl Into<String>) -> Self {
-        SecretToken(value.into())
-    }
-
-    /// The secret itself. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-}
-
-impl fmt::Debug for SecretToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for SecretToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl From<String> for SecretToken {
-    fn from(value: String) -> Self {
-        SecretToken(value)
-    }
-}
-
-impl From<&str> for SecretToken {
-    fn from(value: &str) -> Self {
-        SecretToken(value.to_string())
-    }
-}
-
-/// Retry schedule for transient errors: exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total attempts, the first one included (0 is treated as 1).
-    pub max_attempts: u32,
-    /// Ceiling of the first retry's delay; doubles on every retry.
-    pub base_delay: Duration,
-    /// Cap of any delay, including Meta's `estimated_time_to_regain_access`.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// No retries: one attempt.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        }
-    }
-
-    /// Upper bound of the delay before retry number `retry` (1 = the first retry).
-    pub fn backoff_ceiling(&self, retry: u32) -> Duration {
-        let exp = retry.saturating_sub(1).min(30);
-        let ceiling = self.base_delay.saturating_mul(1u32 << exp);
-        ceiling.min(self.max_delay)
-    }
-
-    /// The delay before retry number `retry`: uniform in `[0, ceiling]` (full jitter), at least
-    /// Meta's requested wait when given, never more than `max_delay`.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let ceiling = self.backoff_ceiling(retry).as_micros() as u64;
-        let jittered = Duration::from_micros(if ceiling == 0 {
-            0
-        } else {
-            rand::random_range(0..=ceiling)
-        });
-        match retry_after {
-            Some(wait) => jittered.max(wait).min(self.max_delay),
-            None => jittered,
-        }
-    }
-}
 
 /// What the client needs to talk to Meta.
 #[derive(Debug, Clone)]
@@ -154,129 +61,6 @@ impl MetaConfig {
             retry: RetryPolicy::default(),
         }
     }
-}
-
-/// A member payload: rows of values in schema order, `""` for unknown values.
-#[derive(Clone, Copy, Serialize)]
-pub struct UsersPayload<'a> {
-    pub schema: &'a [&'a str],
-    pub data: &'a [Vec<String>],
-}
-
-impl fmt::Debug for UsersPayload<'_> {
-    // Never prints the data, only its shape.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UsersPayload")
-            .field("schema", &self.schema)
-            .field("rows", &self.data.len())
-            .finish()
-    }
-}
-
-/// An upload session (optional on `/users`, required on `/usersreplace`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    /// Positive int64, unique in the ad account.
-    pub session_id: u64,
-    /// 1, 2, 3, …; 1 starts a replace.
-    pub batch_seq: u32,
-    /// True on the last batch.
-    pub last_batch_flag: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub estimated_num_total: Option<u64>,
-}
-
-/// Meta's answer to `/users` and `/usersreplace`.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
-pub struct UsersResponse {
-    #[serde(default, deserialize_with = "de_string_or_number")]
-    pub audience_id: String,
-    #[serde(default, deserialize_with = "de_string_or_number")]
-    pub session_id: String,
-    #[serde(default, deserialize_with = "de_u64_lenient")]
-    pub num_received: u64,
-    #[serde(default, deserialize_with = "de_u64_lenient")]
-    pub num_invalid_entries: u64,
-    /// As Meta sends it (a map or a list).
-    #[serde(default)]
-    pub invalid_entry_samples: Value,
-}
-
-/// `operation_status` / `delivery_status` of an audience.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AudienceStatus {
-    #[serde(default, deserialize_with = "de_opt_i64_lenient")]
-    pub code: Option<i64>,
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-/// What [`MetaClient::get_audience`] reads.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AudienceInfo {
-    #[serde(default, deserialize_with = "de_opt_string_or_number")]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "de_opt_i64_lenient")]
-    pub approximate_count_lower_bound: Option<i64>,
-    #[serde(default, deserialize_with = "de_opt_i64_lenient")]
-    pub approximate_count_upper_bound: Option<i64>,
-    #[serde(default)]
-    pub operation_status: Option<AudienceStatus>,
-    #[serde(default)]
-    pub delivery_status: Option<AudienceStatus>,
-    #[serde(default)]
-    pub time_content_updated: Option<Value>,
-}
-
-impl AudienceInfo {
-    /// Operation status 471: flagged for integrity, no edits allowed.
-    pub fn is_flagged(&self) -> bool {
-        self.operation_code() == Some(471)
-    }
-
-    /// Operation status 414: a replace is running.
-    pub fn replace_in_progress(&self) -> bool {
-        self.operation_code() == Some(414)
-    }
-
-    pub fn operation_code(&self) -> Option<i64> {
-        self.operation_status.as_ref().and_then(|s| s.code)
-    }
-
-    /// `Err(MetaError::Flagged)` when the audience is flagged (kind `AudienceFlagged`).
-    pub fn ensure_not_flagged(&self, audience_id: &str) -> Result<(), MetaError> {
-        if self.is_flagged() {
-            Err(MetaError::Flagged {
-                audience_id: audience_id.to_string(),
-                description: self
-                    .operation_status
-                    .as_ref()
-                    .and_then(|s| s.description.clone()),
-            })
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// Rule of a website (pixel) audience: people who fired `event` on `pixel_id` within
-/// `retention_days`.
-pub fn pixel_rule(pixel_id: &str, event: &str, retention_days: u32) -> Value {
-    json!({
-        "inclusions": {
-            "operator": "or",
-            "rules": [{
-                "event_sources": [{"id": pixel_id, "type": "pixel"}],
-                "retention_seconds": u64::from(retention_days) * 86_400,
-                "filter": {
-                    "operator": "and",
-                    "filters": [{"field": "event", "operator": "eq", "value": event}]
-                }
-            }]
-        }
-    })
 }
 
 /// Hex HMAC-SHA256 of the access token keyed with the app secret.
@@ -346,27 +130,6 @@ struct Call {
     path: String,
     query: Vec<(&'static str, String)>,
     body: Option<Vec<u8>>,
-}
-
-#[derive(Serialize)]
-struct UsersBody<'a> {
-    payload: UsersPayload<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session: Option<&'a Session>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    appsecret_proof: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct IdAnswer {
-    #[serde(deserialize_with = "de_string_or_number")]
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct SuccessAnswer {
-    #[serde(default)]
-    success: bool,
 }
 
 impl MetaClient {
@@ -494,7 +257,8 @@ impl MetaClient {
         self.create(ad_account, "create_lookalike", body).await
     }
 
-    /// Create a website (engagement) audience from a pixel `rule` (see [`pixel_rule`]);
+    /// Create a website (engagement) audience from a pixel `rule` (see
+    /// [`pixel_rule`](super::wire::pixel_rule));
     /// returns its id.
     pub async fn create_engagement(
         &self,
@@ -856,77 +620,12 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, MetaError> {
         .map_err(|e| MetaError::InvalidRequest(format!("could not encode the request: {e}")))
 }
 
-fn validate_payload(payload: &UsersPayload<'_>) -> Result<(), MetaError> {
-    if payload.schema.is_empty() {
-        return Err(MetaError::InvalidRequest(
-            "the payload schema is empty".to_string(),
-        ));
-    }
-    if payload.data.is_empty() {
-        return Err(MetaError::InvalidRequest(
-            "the payload has no rows".to_string(),
-        ));
-    }
-    if payload.data.len() > MAX_ROWS {
-        return Err(MetaError::InvalidRequest(format!(
-            "{} rows in one request; Meta accepts at most {MAX_ROWS}",
-            payload.data.len()
-        )));
-    }
-    if let Some(i) = payload
-        .data
-        .iter()
-        .position(|row| row.len() != payload.schema.len())
-    {
-        return Err(MetaError::InvalidRequest(format!(
-            "row {i} has {} values but the schema has {} keys",
-            payload.data[i].len(),
-            payload.schema.len()
-        )));
-    }
-    Ok(())
-}
-
-fn de_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(de_opt_string_or_number(d)?.unwrap_or_default())
-}
-
-fn de_opt_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(de::Error::custom("expected a string or a number")),
-    }
-}
-
-fn de_opt_i64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| de::Error::custom("expected an integer")),
-        Some(_) => Err(de::Error::custom("expected an integer")),
-    }
-}
-
-fn de_u64_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    Ok(de_opt_i64_lenient(d)?.unwrap_or(0).max(0) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn secret_token_is_redacted() {
-        let t = SecretToken::new("EAAverysecret");
-        assert_eq!(format!("{t}"), "[redacted]");
-        assert_eq!(format!("{t:?}"), "[redacted]");
-        assert_eq!(t.expose(), "EAAverysecret");
+    fn config_and_client_debug_are_redacted() {
         let mut cfg = MetaConfig::new("EAAverysecret");
         cfg.app_secret = Some("appsecretvalue".into());
         let dbg = format!("{cfg:?}");
@@ -946,22 +645,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_is_capped_and_jittered() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.backoff_ceiling(1), Duration::from_secs(1));
-        assert_eq!(p.backoff_ceiling(3), Duration::from_secs(4));
-        assert_eq!(p.backoff_ceiling(10), Duration::from_secs(60));
-        assert_eq!(p.backoff_ceiling(1000), Duration::from_secs(60));
-        for retry in 1..8 {
-            assert!(p.delay(retry, None) <= p.backoff_ceiling(retry));
-        }
-        let waited = p.delay(1, Some(Duration::from_secs(300)));
-        assert_eq!(waited, Duration::from_secs(60));
-        let waited = p.delay(1, Some(Duration::from_secs(30)));
-        assert!(waited >= Duration::from_secs(30) && waited <= Duration::from_secs(60));
-    }
-
-    #[test]
     fn ad_account_ids() {
         assert_eq!(normalize_ad_account_id("act_123").unwrap(), "123");
         assert_eq!(normalize_ad_account_id(" 456 ").unwrap(), "456");
@@ -977,35 +660,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("token"));
-    }
-
-    #[test]
-    fn pixel_rule_shape() {
-        let r = pixel_rule("1234", "Purchase", 30);
-        let rule = &r["inclusions"]["rules"][0];
-        assert_eq!(r["inclusions"]["operator"], "or");
-        assert_eq!(rule["event_sources"][0]["id"], "1234");
-        assert_eq!(rule["event_sources"][0]["type"], "pixel");
-        assert_eq!(rule["retention_seconds"], 2_592_000);
-        assert_eq!(rule["filter"]["filters"][0]["value"], "Purchase");
-        assert_eq!(rule["filter"]["filters"][0]["field"], "event");
-    }
-
-    #[test]
-    fn users_response_is_lenient() {
-        let r: UsersResponse = serde_json::from_str(
-            r#"{"audience_id": 123, "session_id": "456", "num_received": "10", "num_invalid_entries": 1, "invalid_entry_samples": {"x": "y"}}"#,
-        )
-        .unwrap();
-        assert_eq!(r.audience_id, "123");
-        assert_eq!(r.session_id, "456");
-        assert_eq!(r.num_received, 10);
-        assert_eq!(r.num_invalid_entries, 1);
-        assert!(r.invalid_entry_samples.is_object());
-        let payload = UsersPayload {
-            schema: &["EMAIL"],
-            data: &[vec!["secretvalue".to_string()]],
-        };
-        assert!(!format!("{payload:?}").contains("secretvalue"));
     }
 }

@@ -1,0 +1,3 @@
+//! Where audiences are sent: each ad platform is one folder behind the Destination trait.
+
+pub mod meta;
