@@ -226,7 +226,7 @@ pub async fn member_metrics(db: &impl GenericClient, id: Uuid) -> Result<Value> 
 const CLAIM_NEXT: &str = "\
     WITH next AS ( \
         SELECT a.id FROM custom_audience a \
-        WHERE a.is_active AND a.auto_sync \
+        WHERE a.is_active AND a.auto_sync AND a.id <> ALL($2) \
           AND (a.sync_claimed_until IS NULL OR a.sync_claimed_until < now()) \
           AND ( EXISTS (SELECT 1 FROM audience_sync_log l WHERE l.audience_id = a.id \
                         AND l.status = 'in_progress' AND l.checkpoint IS NOT NULL) \
@@ -241,10 +241,16 @@ const CLAIM_NEXT: &str = "\
     FROM next WHERE a.id = next.id \
     RETURNING a.id";
 
-/// Claims the next due audience for `lease` (`FOR UPDATE SKIP LOCKED`: concurrent passes
-/// share the work).
-pub async fn claim_next_due(db: &impl GenericClient, lease: Duration) -> Result<Option<Uuid>> {
-    let row = db.query_opt(CLAIM_NEXT, &[&lease.as_secs_f64()]).await?;
+/// Claims the next due audience but those in `except` for `lease` (`FOR UPDATE SKIP LOCKED`:
+/// concurrent passes share the work).
+pub async fn claim_next_due(
+    db: &impl GenericClient,
+    lease: Duration,
+    except: &[Uuid],
+) -> Result<Option<Uuid>> {
+    let row = db
+        .query_opt(CLAIM_NEXT, &[&lease.as_secs_f64(), &except])
+        .await?;
     Ok(row.map(|r| r.get(0)))
 }
 

@@ -109,6 +109,9 @@ fn prepare(
     Ok((pg, connector))
 }
 
+/// How long a caller waits for a pooled connection when all are in use.
+pub const POOL_WAIT: Duration = Duration::from_secs(30);
+
 /// A pool over `url`. `max_size` stays small in Lambda (one request at a time per instance).
 pub fn pool(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
     let (pg_config, connector) = prepare(url, &options.ca, options.connect_timeout)?;
@@ -121,6 +124,10 @@ pub fn pool(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
     };
     Pool::builder(manager)
         .max_size(options.max_size)
+        // A caller that finds every connection busy fails after this instead of waiting
+        // forever (a starved pool is a bug to see, not a hang).
+        .wait_timeout(Some(POOL_WAIT))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| DbError::Config(e.to_string()))
 }

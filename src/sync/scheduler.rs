@@ -49,16 +49,23 @@ pub async fn tick(app: &App, opts: TickOptions) -> Result<Tally> {
     Ok(tally)
 }
 
-/// Claims and syncs due audiences until none is left or the time runs short.
+/// Claims and syncs due audiences until none is left or the time runs short. An audience this
+/// pass already tried (synced, failed, or busy with a sync elsewhere) is not claimed again by
+/// it. Each claim takes a connection only for its statement, so a pool of one connection is
+/// enough for the pass and the sync it runs.
 pub(super) async fn pass(app: &App, opts: &TickOptions, tally: &mut Tally) -> Result<()> {
-    let db = crate::db::get(&app.pool).await?;
+    let mut tried = Vec::new();
     while Instant::now() + opts.reserve < opts.deadline {
-        let Some(id) = audiences::claim_next_due(&**db, opts.lease).await? else {
-            break;
+        let claimed = {
+            let db = crate::db::get(&app.pool).await?;
+            audiences::claim_next_due(&**db, opts.lease, &tried).await?
         };
+        let Some(id) = claimed else { break };
+        tried.push(id);
         tally.claimed += 1;
         let sync_deadline = opts.deadline.checked_sub(opts.reserve / 2);
         let outcome = super::run(app, id, None, &NoProgress, sync_deadline).await;
+        let db = crate::db::get(&app.pool).await?;
         audiences::release_claim(&**db, id).await?;
         tally.add(id, outcome);
     }

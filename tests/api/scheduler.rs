@@ -96,6 +96,61 @@ async fn two_tick_processes_at_once_sync_each_due_audience_exactly_once() {
     assert_eq!(last_json_line(&again.stdout)["claimed"], 0);
 }
 
+/// A sync of it running elsewhere (here: the test holds the audience's sync lock) makes the
+/// pass skip the audience once and go on, instead of claiming it again and again until its
+/// deadline.
+#[tokio::test]
+async fn an_audience_busy_elsewhere_is_passed_over_for_the_rest_of_the_pass() {
+    let t = spawn_app().await;
+    let seg = t.segment("Busy").await;
+    t.people_in_segment(seg, "b", 3).await;
+    let busy = due_audiences(&t, seg, 1).await;
+    let free = due_audiences(&t, seg, 1).await;
+    let locked: bool =
+        t.db.query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended($1::text, 7300))",
+            &[&busy[0]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(locked);
+    let summary = tick(&t.app, opts(5)).await.unwrap();
+    assert_eq!(
+        (summary.claimed, summary.skipped, summary.completed),
+        (2, 1, 1),
+        "{summary:?}"
+    );
+    let skipped = summary
+        .results
+        .iter()
+        .find(|r| r["status"] == "skipped")
+        .unwrap();
+    assert_eq!(skipped["audience_id"], busy[0].as_str(), "{summary:?}");
+    assert_eq!(
+        log_statuses(&t, Uuid::parse_str(&free[0]).unwrap()).await,
+        ["completed"]
+    );
+}
+
+/// A scheduled Lambda may run with `DB_POOL_SIZE=1`: the pass holds no connection while the
+/// sync it started needs one.
+#[tokio::test]
+async fn a_pass_with_a_pool_of_one_connection_syncs_the_due_audiences() {
+    let t = support::spawn_app_configured(|c| c.db_pool_size = 1).await;
+    let seg = t.segment("One").await;
+    t.people_in_segment(seg, "o", 5).await;
+    let due = due_audiences(&t, seg, 2).await;
+    let summary = tick(&t.app, opts(60)).await.unwrap();
+    assert_eq!((summary.claimed, summary.completed), (2, 2), "{summary:?}");
+    for id in &due {
+        assert_eq!(
+            log_statuses(&t, Uuid::parse_str(id).unwrap()).await,
+            ["completed"]
+        );
+    }
+}
+
 #[tokio::test]
 async fn only_due_audiences_are_claimed() {
     let t = spawn_app().await;
