@@ -185,8 +185,6 @@ pub struct AudiencePatch {
     pub is_active: Option<Option<bool>>,
     #[serde(default, deserialize_with = "input::present")]
     pub meta_business_account_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "input::present")]
-    pub meta_audience_id: Option<Option<String>>,
 }
 
 impl AudiencePatch {
@@ -223,9 +221,6 @@ impl AudiencePatch {
         }
         if let Some(v) = self.meta_business_account_id {
             s.meta_business_account_id = v;
-        }
-        if let Some(v) = self.meta_audience_id {
-            s.meta_audience_id = v;
         }
         Ok(())
     }
@@ -392,10 +387,7 @@ pub async fn update(
     let mut spec = current.spec();
     patch.apply(&mut spec)?;
     spec.validate()?;
-    if current.meta_audience_id.is_some()
-        && spec.meta_audience_id == current.meta_audience_id
-        && spec.audience_type != current.audience_type
-    {
+    if current.meta_audience_id.is_some() && spec.audience_type != current.audience_type {
         return Err(Error::Conflict(format!(
             "audience_type cannot change once the audience exists in Meta (id {}): create a new audience instead",
             current.meta_audience_id.as_deref().unwrap_or_default()

@@ -23,18 +23,18 @@ pub fn item() -> Router<App> {
     Router::new().route("/api/audiences/{id}", get(show).put(update).delete(delete))
 }
 
-/// Fields the server sets. The last, `meta_audience_id`, is refused at create only: a PUT may
-/// still point the audience at an existing Meta audience.
+/// Fields the server sets. `meta_audience_id` among them: pointing an audience at another Meta
+/// audience would let a full sync replace, or a DELETE delete, any audience the token reaches.
 const SERVER_SET: &[&str] = &[
     "id",
     "status",
     "total_synced",
     "last_synced_at",
     "sync_error_message",
+    "meta_audience_id",
     "meta_seed_audience_id",
     "created_at",
     "updated_at",
-    "meta_audience_id",
 ];
 
 impl Payload for NewAudience {
@@ -42,7 +42,7 @@ impl Payload for NewAudience {
 }
 
 impl Payload for AudiencePatch {
-    const READ_ONLY: &'static [&'static str] = SERVER_SET.split_at(SERVER_SET.len() - 1).0;
+    const READ_ONLY: &'static [&'static str] = SERVER_SET;
 }
 
 async fn list(State(app): State<App>, params: Params) -> ApiResult {

@@ -266,6 +266,12 @@ async fn put_validation() {
         ),
         (json!({"status": "active"}), Some("status")),
         (json!({"total_synced": 5}), Some("total_synced")),
+        // Read-only: a sync would otherwise replace, or a DELETE delete, that Meta audience.
+        (
+            json!({"meta_audience_id": "120210000000000"}),
+            Some("meta_audience_id"),
+        ),
+        (json!({"meta_audience_id": null}), Some("meta_audience_id")),
         (json!({"audience_type": "lookalike"}), Some("segment_id")),
         (
             json!({"segment_id": uuid::Uuid::new_v4()}),
