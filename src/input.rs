@@ -48,15 +48,59 @@ pub fn reject_read_only(obj: &serde_json::Map<String, Value>, read_only: &[&str]
     }
 }
 
-/// The body as `T`.
-pub fn parse_body<T: DeserializeOwned>(body: &[u8], read_only: &[&str]) -> Result<T> {
+/// The body as `T`. The values of the top-level fields named in `rows` are checked for NUL
+/// characters by the caller, row by row (an import reports a bad row and writes the others).
+pub fn parse_body<T: DeserializeOwned>(
+    body: &[u8],
+    read_only: &[&str],
+    rows: &[&str],
+) -> Result<T> {
     let obj = json_object(body)?;
     reject_read_only(&obj, read_only)?;
-    from_value("", Value::Object(obj))
+    for (key, value) in obj.iter().filter(|(k, _)| !rows.contains(&k.as_str())) {
+        reject_nul(key, value)?;
+    }
+    deserialize("", Value::Object(obj))
 }
 
 /// `value` as `T`; errors name the field, prefixed with `prefix` (the path to `value`).
 pub fn from_value<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T> {
+    reject_nul(prefix, &value)?;
+    deserialize(prefix, value)
+}
+
+/// PostgreSQL stores no NUL character in text or JSON: a string (or key) holding one is the
+/// caller's mistake, named by its path, rather than a database error.
+fn reject_nul(path: &str, value: &Value) -> Result<()> {
+    let bad = |p: &str| {
+        let shown = if p.is_empty() { "body" } else { p };
+        invalid(
+            "invalid_field",
+            (!p.is_empty()).then(|| p.to_string()),
+            format!("{shown}: must not contain the NUL character (\\u0000)"),
+        )
+    };
+    let child = |name: &str| match path.is_empty() {
+        true => name.to_string(),
+        false => format!("{path}.{name}"),
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => Err(bad(path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| reject_nul(&format!("{path}[{i}]"), item)),
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            if key.contains('\0') {
+                return Err(bad(path));
+            }
+            reject_nul(&child(key), item)
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn deserialize<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();

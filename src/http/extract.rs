@@ -59,6 +59,8 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 pub trait Payload: DeserializeOwned {
     /// Fields refused with a 400 saying they are read-only.
     const READ_ONLY: &'static [&'static str] = &[];
+    /// Fields whose items the handler checks one by one, reporting each bad one (an import).
+    const ROWS: &'static [&'static str] = &[];
 }
 
 /// The body as `T`: a JSON object, no unknown or read-only field, each field of its type.
@@ -69,7 +71,7 @@ impl<S: Send + Sync, T: Payload> FromRequest<S> for Json<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        Ok(Json(input::parse_body(&bytes, T::READ_ONLY)?))
+        Ok(Json(input::parse_body(&bytes, T::READ_ONLY, T::ROWS)?))
     }
 }
 

@@ -25,7 +25,10 @@ struct UpsertRequest {
     persons: Vec<Value>,
 }
 
-impl Payload for UpsertRequest {}
+impl Payload for UpsertRequest {
+    /// Each person is checked on its own: a bad one is a row error, the others are written.
+    const ROWS: &'static [&'static str] = &["persons"];
+}
 impl Payload for ConsentPatch {}
 
 async fn upsert(State(app): State<App>, Json(req): Json<UpsertRequest>) -> ApiResult {

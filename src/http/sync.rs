@@ -33,7 +33,7 @@ async fn run(State(app): State<App>, RawBody(body): RawBody) -> ApiResult {
         let all = sync::run_many(&app, &Batch::Active, &NoProgress).await?;
         return Ok(json(StatusCode::OK, &SyncAllResult::from(all)));
     }
-    let req: SyncRequest = input::parse_body(&body, &[])?;
+    let req: SyncRequest = input::parse_body(&body, &[], &[])?;
     let audience_id = req.audience_id.ok_or_else(|| {
         Error::invalid(
             "audience_id",

@@ -124,6 +124,11 @@ async fn create_validation_names_the_field() {
         ),
         (json!({"name": "a", "auto_sync": "yes"}), Some("auto_sync")),
         (json!({"name": "a", "bogus": 1}), Some("bogus")),
+        (json!({"name": "a\u{0}b"}), Some("name")),
+        (
+            json!({"name": "a", "description": "x\u{0}"}),
+            Some("description"),
+        ),
         (json!({"name": "a", "status": "active"}), Some("status")),
         (
             json!({"name": "a", "meta_audience_id": "123"}),

@@ -403,3 +403,45 @@ async fn erasure_and_opt_out_reach_meta_at_the_next_sync() {
     let (_, got) = t.get(&format!("/api/audiences/{id}?include=metrics")).await;
     assert_eq!(got["metrics"]["total_members"], 3);
 }
+
+/// PostgreSQL stores no NUL character: one in a row is that row's error, naming the field, and
+/// the other rows are written.
+#[tokio::test]
+async fn a_nul_character_is_a_row_error_naming_the_field() {
+    let t = spawn_app().await;
+    let (s, body) = t
+        .post(
+            "/api/persons",
+            &json!({"persons": [
+                {"external_id": "good", "email": "good@example.com"},
+                {"external_id": "nul-email", "email": "a\u{0}@example.com"},
+                {"external_id": "nul-trait", "attributes": {"plan": "pro\u{0}"}},
+                {"external_id": "nul-key", "attributes": {"pl\u{0}an": "pro"}},
+                {"external_id": "nul\u{0}id"},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["upserted"], 1, "{body}");
+    let errors: Vec<(u64, &str)> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (1, "email"),
+            (2, "attributes.plan"),
+            (3, "attributes"),
+            (4, "external_id")
+        ],
+        "{body}"
+    );
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("NUL"));
+    assert!(person_row(&t, "good").await.is_some());
+}

@@ -257,6 +257,28 @@ async fn groups_nest_and_not_is_the_exact_complement() {
     }
 }
 
+/// PostgreSQL stores no NUL character: one anywhere in a rule is a 400 naming its place.
+#[tokio::test]
+async fn a_nul_character_in_a_rule_is_a_400_naming_its_place() {
+    let t = spawn_app().await;
+    let rule = json!({"type": "and", "rules": [
+        cond("total_renders", ">=", json!(5)), cond("plan", "=", json!("pro\u{0}"))]});
+    for (path, body) in [
+        ("/api/segments/preview", json!({ "rule": rule })),
+        ("/api/segments", json!({"name": "Nul", "rule": rule})),
+    ] {
+        let (s, body) = t.post(path, &body).await;
+        assert_error(
+            s,
+            &body,
+            StatusCode::BAD_REQUEST,
+            Some("rule.rules[1].value"),
+        );
+    }
+    let (_, list) = t.get("/api/segments").await;
+    assert_eq!(list["segments"], json!([]), "{list}");
+}
+
 #[tokio::test]
 async fn bad_rules_are_400s_that_point_into_the_rule() {
     let t = spawn_app().await;
