@@ -66,6 +66,8 @@ pub struct Config {
     pub sync: SyncSettings,
     /// JSON log lines: in Lambda, or when `AWS_LAMBDA_LOG_FORMAT=JSON`.
     pub log_json: bool,
+    /// `RUST_LOG`: the log filter (default `info`).
+    pub log_filter: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -81,6 +83,7 @@ impl fmt::Debug for Config {
             .field("db_ca_bundle", &self.db_ca_bundle)
             .field("sync", &self.sync)
             .field("log_json", &self.log_json)
+            .field("log_filter", &self.log_filter)
             .finish()
     }
 }
@@ -200,6 +203,7 @@ impl Config {
             },
             log_json: get(vars, "AWS_LAMBDA_LOG_FORMAT")
                 .is_some_and(|f| f.trim().eq_ignore_ascii_case("json")),
+            log_filter: get(vars, "RUST_LOG"),
         })
     }
 

@@ -29,7 +29,10 @@ pub fn request_id<B>(req: &http::Request<B>) -> String {
 /// next request).
 pub async fn cold_start() -> App {
     let config = Config::from_env();
-    crate::telemetry::init(config.as_ref().is_ok_and(|c| c.log_json));
+    crate::telemetry::init(
+        config.as_ref().is_ok_and(|c| c.log_json),
+        config.as_ref().ok().and_then(|c| c.log_filter.as_deref()),
+    );
     let built = async move { App::build(&config?.resolve_secrets().await?).await };
     match built.await {
         Ok(app) => app,

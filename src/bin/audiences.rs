@@ -83,7 +83,10 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env();
-    telemetry::init(config.as_ref().is_ok_and(|c| c.log_json));
+    telemetry::init(
+        config.as_ref().is_ok_and(|c| c.log_json),
+        config.as_ref().ok().and_then(|c| c.log_filter.as_deref()),
+    );
     // DB_SECRET_ARN / META_TOKEN_SECRET_ARN work here too (e.g. `migrate` against RDS).
     let mut config = config?.resolve_secrets().await?;
     // Without DATABASE_URL, the project's own local server (shared with a running `serve`).
