@@ -63,6 +63,16 @@ impl MetaConfig {
     }
 }
 
+/// Whether the URL's host is this machine.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Hex HMAC-SHA256 of the access token keyed with the app secret.
 pub fn appsecret_proof(access_token: &str, app_secret: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(app_secret.as_bytes())
@@ -147,6 +157,14 @@ impl MetaClient {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
             return Err(MetaError::InvalidRequest(
                 "META_GRAPH_URL must be an http(s) URL without a query string".to_string(),
+            ));
+        }
+        // The token travels in every request's headers: plain HTTP only to this machine (a
+        // local fake or proxy), never across a network.
+        if parsed.scheme() == "http" && !is_loopback(&parsed) {
+            return Err(MetaError::InvalidRequest(
+                "META_GRAPH_URL must use https (plain http only to localhost or 127.0.0.1, e.g. a local fake)"
+                    .to_string(),
             ));
         }
         let ad_account_id = match config.ad_account_id.as_deref().map(str::trim) {
@@ -660,5 +678,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("token"));
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        let with_url = |url: &str| {
+            let mut cfg = MetaConfig::new("t");
+            cfg.graph_url = url.to_string();
+            MetaClient::new(cfg)
+        };
+        for url in [
+            "http://graph.facebook.com/v25.0",
+            "http://10.0.0.5:8080/v25.0",
+            "http://example.com/v25.0",
+        ] {
+            let err = with_url(url).unwrap_err().to_string();
+            assert!(err.contains("https"), "{url}: {err}");
+        }
+        for url in [
+            "https://graph.facebook.com/v25.0",
+            "http://127.0.0.1:4000/v25.0",
+            "http://localhost:4000/v25.0",
+            "http://[::1]:4000/v25.0",
+        ] {
+            assert!(with_url(url).is_ok(), "{url}");
+        }
     }
 }
