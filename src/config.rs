@@ -43,6 +43,13 @@ pub struct SyncSettings {
     pub lease: Duration,
 }
 
+impl SyncSettings {
+    /// The reserve a run with `left` to go keeps: the configured one, at most half of `left`.
+    pub fn reserve_within(&self, left: Duration) -> Duration {
+        self.reserve.min(left / 2)
+    }
+}
+
 impl Default for SyncSettings {
     fn default() -> Self {
         SyncSettings {

@@ -63,12 +63,24 @@ const MAX_INVOCATION: std::time::Duration = std::time::Duration::from_secs(15 * 
 /// The invocation's remaining time. A deadline that cannot be real (local emulators such as
 /// `cargo lambda watch` send a fixed one in 1970) is treated as Lambda's longest invocation
 /// rather than as no time at all.
-fn time_left(deadline: std::time::SystemTime, now: std::time::SystemTime) -> std::time::Duration {
+pub fn time_left(
+    deadline: std::time::SystemTime,
+    now: std::time::SystemTime,
+) -> std::time::Duration {
     match deadline.duration_since(now) {
         Ok(left) => left.min(MAX_INVOCATION),
         Err(past) if past.duration() > MAX_INVOCATION => MAX_INVOCATION,
         Err(_) => std::time::Duration::ZERO,
     }
+}
+
+/// When a sync started by an API request must pause at its checkpoint: the invocation's
+/// deadline (`lambda_http` puts its context in the request's extensions) less the reserve. The
+/// local server has no invocation deadline, hence none.
+pub fn sync_deadline(extensions: &http::Extensions, app: &App) -> Option<std::time::Instant> {
+    let ctx = extensions.get::<lambda_http::Context>()?;
+    let left = time_left(ctx.deadline(), std::time::SystemTime::now());
+    Some(std::time::Instant::now() + left - app.sync.reserve_within(left))
 }
 
 /// What the scheduled function's `main` calls.

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::error::{error_body, ApiError};
+use crate::app::App;
 use crate::input;
 
 /// Requests larger than this are refused (Lambda's own payload limit is 6 MB).
@@ -131,5 +132,20 @@ impl Params {
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .collect()
+    }
+}
+
+/// When a sync this request starts must pause at its checkpoint (see
+/// [`crate::lambda::sync_deadline`]): before the Lambda invocation ends, not killed mid-batch.
+pub struct SyncDeadline(pub Option<std::time::Instant>);
+
+impl FromRequestParts<App> for SyncDeadline {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        Ok(SyncDeadline(crate::lambda::sync_deadline(
+            &parts.extensions,
+            app,
+        )))
     }
 }

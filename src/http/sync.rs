@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::{json, ApiResult};
-use super::extract::RawBody;
+use super::extract::{RawBody, SyncDeadline};
 use crate::app::App;
 use crate::error::Error;
 use crate::input;
@@ -28,9 +28,15 @@ struct SyncRequest {
 
 /// One audience with `{"audience_id", "sync_type"}` (incremental by default); every active
 /// audience with no body.
-async fn run(State(app): State<App>, RawBody(body): RawBody) -> ApiResult {
+/// In Lambda, a sync still running near the invocation's end pauses at its checkpoint and
+/// answers `paused`; sync-all then starts no further audience.
+async fn run(
+    State(app): State<App>,
+    SyncDeadline(deadline): SyncDeadline,
+    RawBody(body): RawBody,
+) -> ApiResult {
     if body.iter().all(u8::is_ascii_whitespace) {
-        let all = sync::run_many(&app, &Batch::Active, &NoProgress).await?;
+        let all = sync::run_many(&app, &Batch::Active(deadline), &NoProgress).await?;
         return Ok(json(StatusCode::OK, &SyncAllResult::from(all)));
     }
     let req: SyncRequest = input::parse_body(&body, &[], &[])?;
@@ -41,6 +47,6 @@ async fn run(State(app): State<App>, RawBody(body): RawBody) -> ApiResult {
         )
     })?;
     let sync_type = req.sync_type.unwrap_or(SyncType::Incremental);
-    let result = sync::run(&app, audience_id, Some(sync_type), &NoProgress, None).await?;
+    let result = sync::run(&app, audience_id, Some(sync_type), &NoProgress, deadline).await?;
     Ok(json(StatusCode::OK, &result))
 }

@@ -68,6 +68,9 @@ pub enum SyncStatus {
     InProgress,
     Completed,
     Failed,
+    /// A sync's answer only (its log row stays `in_progress`): out of time, stopped at its
+    /// checkpoint; the next run of the audience (the scheduler's, or any sync) resumes it.
+    Paused,
 }
 
 /// Progress of a sync, for a terminal's progress bar.
@@ -90,7 +93,7 @@ pub struct SyncResult {
     pub synced_count: i32,
     pub failed_count: i32,
     pub sync_log_id: Uuid,
-    /// The sync log's status: `completed` or `failed`; `in_progress` when paused.
+    /// `completed`, `failed`, or `paused` (out of time at a checkpoint).
     pub status: SyncStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
@@ -101,7 +104,7 @@ pub struct SyncResult {
 
 /// Runs one sync of one audience: of `sync_type`, or when `None`, `full` the first time and
 /// `incremental` after. A paused sync of the audience is resumed as it was instead. With a
-/// `deadline`, the sync stops there with a checkpoint (status `in_progress`) when it is not
+/// `deadline`, the sync stops there with a checkpoint (status `paused`) when it is not
 /// done; the next run picks it up.
 ///
 /// A failed sync is an `Ok` whose status is `failed` and whose log says why; `Err` is for a
@@ -114,11 +117,8 @@ pub async fn run(
     deadline: Option<Instant>,
 ) -> Result<SyncResult> {
     let conn = crate::db::get(&app.pool).await?;
-    let audience = audiences::get(&**conn, audience_id).await?;
-    let sync_type = sync_type.unwrap_or(match audience.last_synced_at {
-        None => SyncType::Full,
-        Some(_) => SyncType::Incremental,
-    });
+    // The lock first, then the audience: read before, it could be changed or deleted by the
+    // time the lock is ours, and the sync would work from a stale copy.
     let lock = AudienceLock::try_acquire(conn, audience_id)
         .await?
         .ok_or_else(|| {
@@ -126,15 +126,25 @@ pub async fn run(
                 "a sync of audience {audience_id} is already running; try again when it has finished"
             ))
         })?;
-    let result = run::locked(app, lock.client(), audience, sync_type, progress, deadline).await;
+    let result = match audiences::get(lock.client(), audience_id).await {
+        Ok(audience) => {
+            let sync_type = sync_type.unwrap_or(match audience.last_synced_at {
+                None => SyncType::Full,
+                Some(_) => SyncType::Incremental,
+            });
+            run::locked(app, lock.client(), audience, sync_type, progress, deadline).await
+        }
+        Err(e) => Err(e),
+    };
     lock.release().await?;
     result
 }
 
 /// Which audiences [`run_many`] syncs.
 pub enum Batch {
-    /// Every active audience, one after another (`POST /api/audiences/sync` without a body).
-    Active,
+    /// Every active audience, one after another (`POST /api/audiences/sync` without a body);
+    /// none is started past the deadline, and one running then pauses at its checkpoint.
+    Active(Option<Instant>),
     /// The due ones, claimed one at a time until the time runs short (a scheduler pass).
     Due(scheduler::TickOptions),
 }
@@ -161,13 +171,14 @@ impl Tally {
                 self.resumed += usize::from(r.resumed);
                 match r.status {
                     SyncStatus::Completed => self.completed += 1,
-                    SyncStatus::InProgress => self.paused += 1,
+                    SyncStatus::InProgress | SyncStatus::Paused => self.paused += 1,
                     SyncStatus::Pending | SyncStatus::Failed => self.failed += 1,
                 }
                 self.results
                     .push(serde_json::to_value(&r).unwrap_or(Value::Null));
             }
-            Err(Error::Conflict(message)) => {
+            // Busy with a sync elsewhere, or deleted since the batch was listed.
+            Err(Error::Conflict(message) | Error::NotFound(message)) => {
                 self.skipped += 1;
                 self.results.push(
                     json!({"audience_id": audience_id, "status": "skipped", "error_message": message}),
@@ -193,7 +204,7 @@ impl Tally {
 pub async fn run_many(app: &App, batch: &Batch, progress: &dyn Progress) -> Result<Tally> {
     let mut tally = Tally::default();
     match batch {
-        Batch::Active => {
+        Batch::Active(deadline) => {
             let active: VecDeque<Uuid> = {
                 let db = crate::db::get(&app.pool).await?;
                 audiences::list(&**db, Some(true)).await?
@@ -203,7 +214,13 @@ pub async fn run_many(app: &App, batch: &Batch, progress: &dyn Progress) -> Resu
             .collect();
             for id in active {
                 tally.claimed += 1;
-                let outcome = run(app, id, None, progress, None).await;
+                let outcome = match deadline {
+                    Some(d) if Instant::now() >= *d => Err(Error::Conflict(
+                        "not started: the request ran out of time; sync it again or let the scheduler"
+                            .into(),
+                    )),
+                    _ => run(app, id, None, progress, *deadline).await,
+                };
                 tally.add(id, outcome);
             }
         }

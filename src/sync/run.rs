@@ -239,7 +239,7 @@ impl Run<'_> {
                 log::pause(db, log_id, &outcome).await?;
                 tracing::info!(%audience_id, sync_type, synced = outcome.synced_count,
                     "sync paused at its checkpoint; the next run resumes it");
-                (SyncStatus::InProgress, None)
+                (SyncStatus::Paused, None)
             }
             (Ok(()), PassEnd::Done) => {
                 log::close(db, log_id, audience_id, None, &outcome).await?;

@@ -28,7 +28,7 @@ impl TickOptions {
     pub fn new(left: Duration, settings: &crate::config::SyncSettings) -> Self {
         TickOptions {
             deadline: Instant::now() + left,
-            reserve: settings.reserve.min(left / 2),
+            reserve: settings.reserve_within(left),
             lease: settings.lease.max(Duration::from_secs(1)),
         }
     }

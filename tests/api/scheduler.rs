@@ -268,7 +268,7 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
     )
     .await
     .unwrap();
-    assert_eq!(first.status, SyncStatus::InProgress, "{first:?}");
+    assert_eq!(first.status, SyncStatus::Paused, "{first:?}");
     let checkpoint: Option<Value> =
         t.db.query_one(
             "SELECT checkpoint FROM audience_sync_log WHERE id = $1",
@@ -339,6 +339,56 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
     );
     assert_eq!(log.get::<_, i32>(2), 1);
     assert!(log.get::<_, bool>(3), "checkpoint cleared");
+}
+
+#[tokio::test]
+async fn an_api_sync_near_its_invocations_end_answers_paused_and_the_next_pass_finishes_it() {
+    let fake = FakeMeta::start().await;
+    let t = spawn_app_with_fake(&fake).await;
+    let seg = t.segment("Big").await;
+    t.people_in_segment(seg, "api", 25_000).await;
+    let id = Uuid::parse_str(&due_audiences(&t, seg, 1).await[0]).unwrap();
+    // 8 s left: the sync must pause 4 s before the end (the reserve, at most half); the first
+    // batch takes 6 s, so the time is up when it returns.
+    fake.inject(Fault::delay(
+        FaultMatch::route("POST", "/usersreplace"),
+        1,
+        Duration::from_secs(6),
+    ));
+    let body = json!({"audience_id": id, "sync_type": "full"});
+    let (status, answer) = support::lambda::post_within(
+        &t,
+        audience_sync::http::Group::Sync,
+        "/api/audiences/sync",
+        &body,
+        Duration::from_secs(8),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "paused", "{answer}");
+    let log_id = Uuid::parse_str(answer["sync_log_id"].as_str().unwrap()).unwrap();
+    let row =
+        t.db.query_one(
+            "SELECT status, checkpoint IS NOT NULL FROM audience_sync_log WHERE id = $1",
+            &[&log_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "in_progress");
+    assert!(row.get::<_, bool>(1), "a checkpoint to resume from");
+
+    let summary = tick(&t.app, opts(60)).await.unwrap();
+    assert_eq!((summary.resumed, summary.completed), (1, 1), "{summary:?}");
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    assert_eq!(
+        fake.member_count(a["meta_audience_id"].as_str().unwrap()),
+        25_000
+    );
+    assert_eq!(
+        log_statuses(&t, id).await,
+        ["completed"],
+        "the same sync, resumed"
+    );
 }
 
 #[tokio::test]

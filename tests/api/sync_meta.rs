@@ -577,3 +577,50 @@ async fn delete_goes_to_meta_first_and_a_meta_refusal_deletes_nothing() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(fake.audience(&meta).is_none());
 }
+
+#[tokio::test]
+async fn sync_all_passes_over_an_audience_deleted_while_it_runs() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "gone", 3).await;
+    // Listed newest first: `first` syncs first, slowly, while `second` is deleted.
+    let second = audience(&t, seg, "second").await;
+    let first = audience(&t, seg, "first").await;
+    fake.inject(Fault::delay(
+        FaultMatch::route("POST", "/usersreplace"),
+        1,
+        std::time::Duration::from_secs(3),
+    ));
+    let all = {
+        let t = &t;
+        async move { t.request("POST", "/api/audiences/sync", None).await }
+    };
+    let delete = async {
+        while !fake
+            .calls()
+            .iter()
+            .any(|c| c.path.ends_with("/usersreplace"))
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        t.delete(&format!("/api/audiences/{second}")).await
+    };
+    let ((status, r), (deleted, _)) = tokio::join!(all, delete);
+    assert_eq!(deleted, StatusCode::NO_CONTENT);
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (
+            &r["total_audiences"],
+            &r["synced"],
+            &r["failed"],
+            &r["skipped"]
+        ),
+        (&json!(2), &json!(1), &json!(0), &json!(1)),
+        "{r}"
+    );
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results[0]["audience_id"], first.as_str());
+    assert_eq!(results[0]["status"], "completed");
+    assert_eq!(results[1]["audience_id"], second.as_str());
+    assert_eq!(results[1]["status"], "skipped");
+}

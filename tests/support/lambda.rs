@@ -34,3 +34,37 @@ pub async fn invoke(t: &TestApp, group: Group, event: &str, id: Option<&str>) ->
     };
     (status, body)
 }
+
+/// A `POST` of `body` to `path` as the function serving `group` receives it through the Lambda
+/// runtime, which puts the invocation's context (with its deadline) in the request: `left` is
+/// the time the invocation has. The status and the JSON body.
+pub async fn post_within(
+    t: &TestApp,
+    group: Group,
+    path: &str,
+    body: &Value,
+    left: std::time::Duration,
+) -> (u16, Value) {
+    let mut ctx = lambda_http::Context::default();
+    let deadline = std::time::SystemTime::now() + left;
+    ctx.deadline = deadline
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let req = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json")
+        .extension(ctx)
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("request");
+    let resp = router(group, t.app.clone())
+        .oneshot(req)
+        .await
+        .expect("the router answers every request");
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("response body");
+    (status, serde_json::from_slice(&bytes).expect("JSON body"))
+}
