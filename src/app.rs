@@ -30,6 +30,7 @@ impl App {
             &PoolOptions {
                 max_size: config.db_pool_size,
                 ca: config.db_ca(),
+                statement_timeout: Some(config.db_statement_timeout),
                 ..PoolOptions::default()
             },
         )?;

@@ -70,6 +70,10 @@ pub struct Config {
     /// `DB_CA_BUNDLE`: PEM file of the CAs trusted for TLS to the database; unset: the RDS
     /// bundle built into the binary (see `certs/README.md`).
     pub db_ca_bundle: Option<PathBuf>,
+    /// `DB_STATEMENT_TIMEOUT_SECONDS`: the longest one statement may run (0: no limit). Default
+    /// 25 s in Lambda (under API Gateway's 30 s; the template raises it for the sync functions),
+    /// 300 s elsewhere.
+    pub db_statement_timeout: Duration,
     pub sync: SyncSettings,
     /// JSON log lines: in Lambda, or when `AWS_LAMBDA_LOG_FORMAT=JSON`.
     pub log_json: bool,
@@ -88,6 +92,7 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_ca_bundle", &self.db_ca_bundle)
+            .field("db_statement_timeout", &self.db_statement_timeout)
             .field("sync", &self.sync)
             .field("log_json", &self.log_json)
             .field("log_filter", &self.log_filter)
@@ -198,12 +203,14 @@ impl Config {
             }
         };
         let defaults = SyncSettings::default();
+        let statement_timeout = Duration::from_secs(if in_lambda(vars) { 25 } else { 300 });
         Ok(Config {
             database_url: get(vars, "DATABASE_URL"),
             meta,
             port,
             db_pool_size,
             db_ca_bundle: get(vars, "DB_CA_BUNDLE").map(PathBuf::from),
+            db_statement_timeout: seconds("DB_STATEMENT_TIMEOUT_SECONDS", statement_timeout)?,
             sync: SyncSettings {
                 reserve: seconds("SYNC_RESERVE_SECONDS", defaults.reserve)?,
                 lease: seconds("SYNC_LEASE_SECONDS", defaults.lease)?,

@@ -75,12 +75,13 @@ pub fn time_left(
 }
 
 /// When a sync started by an API request must pause at its checkpoint: the invocation's
-/// deadline (`lambda_http` puts its context in the request's extensions) less the reserve. The
+/// deadline (`lambda_http` puts its context in the request's extensions) less half the reserve. The
 /// local server has no invocation deadline, hence none.
 pub fn sync_deadline(extensions: &http::Extensions, app: &App) -> Option<std::time::Instant> {
     let ctx = extensions.get::<lambda_http::Context>()?;
     let left = time_left(ctx.deadline(), std::time::SystemTime::now());
-    Some(std::time::Instant::now() + left - app.sync.reserve_within(left))
+    // As a scheduler pass's syncs: half the reserve is left to write the checkpoint and answer.
+    Some(std::time::Instant::now() + left - app.sync.reserve_within(left) / 2)
 }
 
 /// What the scheduled function's `main` calls.

@@ -62,7 +62,7 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
 }
 
 /// How the pool connects. `Default`: 4 connections, the embedded RDS CA bundle, 5 s connect
-/// timeout.
+/// timeout, no statement timeout.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     pub max_size: usize,
@@ -70,6 +70,9 @@ pub struct PoolOptions {
     pub ca: CaSource,
     /// Used when the URL sets no `connect_timeout`.
     pub connect_timeout: Duration,
+    /// The session's `statement_timeout` (zero: none). Migrations and admin connections have
+    /// none: an index build on a large table may take long, and runs once.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -78,6 +81,7 @@ impl Default for PoolOptions {
             max_size: 4,
             ca: CaSource::Embedded,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: None,
         }
     }
 }
@@ -88,6 +92,7 @@ fn prepare(
     url: &str,
     ca: &CaSource,
     connect_timeout: Duration,
+    statement_timeout: Option<Duration>,
 ) -> Result<(tokio_postgres::Config, Connector), DbError> {
     let mut pg: tokio_postgres::Config = url
         .parse()
@@ -95,6 +100,8 @@ fn prepare(
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(connect_timeout);
     }
+    let options = session_options(statement_timeout, pg.get_options());
+    pg.options(&options);
     // A NAT or a frozen Lambda instance silently drops idle connections; keepalives notice.
     pg.keepalives(true);
     if pg.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
@@ -109,12 +116,43 @@ fn prepare(
     Ok((pg, connector))
 }
 
+/// How long a statement waits for a row or table lock before it fails (`lock_timeout`), and how
+/// long a session may sit idle inside a transaction (a Lambda frozen mid-transaction, a killed
+/// client) before the server ends it and frees its locks.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The session settings every connection starts with: nothing waits or runs without bound (a
+/// heavy preview would otherwise outlive its Lambda and keep its backend busy). Options the URL
+/// sets come last, so they win.
+fn session_options(statement_timeout: Option<Duration>, url_options: Option<&str>) -> String {
+    let ms = |d: Duration| d.as_millis();
+    let mut options = format!(
+        "-c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+        ms(LOCK_TIMEOUT),
+        ms(IDLE_IN_TRANSACTION_TIMEOUT)
+    );
+    if let Some(t) = statement_timeout {
+        options.push_str(&format!(" -c statement_timeout={}", ms(t)));
+    }
+    if let Some(extra) = url_options.filter(|o| !o.trim().is_empty()) {
+        options.push(' ');
+        options.push_str(extra);
+    }
+    options
+}
+
 /// How long a caller waits for a pooled connection when all are in use.
 pub const POOL_WAIT: Duration = Duration::from_secs(30);
 
 /// A pool over `url`. `max_size` stays small in Lambda (one request at a time per instance).
 pub fn pool(url: &str, options: &PoolOptions) -> Result<Pool, DbError> {
-    let (pg_config, connector) = prepare(url, &options.ca, options.connect_timeout)?;
+    let (pg_config, connector) = prepare(
+        url,
+        &options.ca,
+        options.connect_timeout,
+        options.statement_timeout,
+    )?;
     let config = ManagerConfig {
         recycling_method: RecyclingMethod::Verified,
     };
@@ -183,7 +221,13 @@ pub async fn connect(
     url: &str,
     ca: &CaSource,
 ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), DbError> {
-    let (pg, connector) = prepare(url, ca, PoolOptions::default().connect_timeout)?;
+    let defaults = PoolOptions::default();
+    let (pg, connector) = prepare(
+        url,
+        ca,
+        defaults.connect_timeout,
+        defaults.statement_timeout,
+    )?;
     Ok(match connector {
         Connector::Plain => {
             let (client, conn) = pg.connect(NoTls).await?;
@@ -246,4 +290,23 @@ pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), DbError>
     drop(client);
     let _ = task.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_options_bound_every_wait_and_the_url_has_the_last_word() {
+        let o = session_options(
+            Some(Duration::from_secs(25)),
+            Some("-c statement_timeout=0"),
+        );
+        assert_eq!(
+            o,
+            "-c lock_timeout=10000 -c idle_in_transaction_session_timeout=60000 \
+             -c statement_timeout=25000 -c statement_timeout=0"
+        );
+        assert!(!session_options(None, None).contains("statement_timeout="));
+    }
 }

@@ -76,6 +76,17 @@ impl IntoResponse for ApiError {
                     None,
                 )
             }
+            Error::Db(db) if is_timeout(db) => {
+                tracing::warn!(error = %db, "database timeout");
+                error_body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_timeout",
+                    "the database did not finish in time (a statement ran past \
+                     DB_STATEMENT_TIMEOUT_SECONDS, or waited too long for a lock held elsewhere); \
+                     try again, or narrow the request",
+                    None,
+                )
+            }
             Error::Db(db) => {
                 tracing::error!(error = %db, "request failed");
                 error_body(
@@ -87,6 +98,16 @@ impl IntoResponse for ApiError {
             }
         }
     }
+}
+
+/// The session's statement or lock timeout ended the statement (not a client's mistake, nor
+/// a fault of ours to hide behind a 500: the answer says what happened).
+fn is_timeout(db: &crate::db::DbError) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(
+        db.sqlstate(),
+        Some(&SqlState::QUERY_CANCELED | &SqlState::LOCK_NOT_AVAILABLE)
+    )
 }
 
 /// No route has this path.

@@ -348,12 +348,12 @@ async fn an_api_sync_near_its_invocations_end_answers_paused_and_the_next_pass_f
     let seg = t.segment("Big").await;
     t.people_in_segment(seg, "api", 25_000).await;
     let id = Uuid::parse_str(&due_audiences(&t, seg, 1).await[0]).unwrap();
-    // 8 s left: the sync must pause 4 s before the end (the reserve, at most half); the first
-    // batch takes 6 s, so the time is up when it returns.
+    // 8 s left: the reserve is 4 s (at most half), and the sync pauses half of it before the
+    // end; the first batch takes 7 s, so the time is up when it returns.
     fake.inject(Fault::delay(
         FaultMatch::route("POST", "/usersreplace"),
         1,
-        Duration::from_secs(6),
+        Duration::from_secs(7),
     ));
     let body = json!({"audience_id": id, "sync_type": "full"});
     let (status, answer) = support::lambda::post_within(
