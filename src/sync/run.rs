@@ -10,7 +10,7 @@ use super::{log, member_store, Progress, SyncResult, SyncStatus, SyncType};
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
 use crate::destinations::meta::hashing::HashedRow;
-use crate::destinations::meta::MetaDestination;
+use crate::destinations::meta::{self, MetaDestination};
 use crate::destinations::{DatabaseOnly, Destination, Opening};
 use crate::error::{Error, Result};
 
@@ -76,16 +76,20 @@ pub(super) async fn locked(
         progress,
     };
     // Each platform is one destination; without its credentials, the database side alone.
-    let (result, response) = match app.meta.as_deref() {
-        Some(client) => {
-            let mut dest = MetaDestination::new(client, &run.audience);
-            (run.with(&mut dest).await, dest.response())
+    // Its calls (and their retries) end in time for the sync to pause at its deadline.
+    let (result, response) = meta::client::within(deadline, async {
+        match app.meta.as_deref() {
+            Some(client) => {
+                let mut dest = MetaDestination::new(client, &run.audience);
+                (run.with(&mut dest).await, dest.response())
+            }
+            None => {
+                let mut dest = DatabaseOnly::<HashedRow>::new("meta");
+                (run.with(&mut dest).await, dest.response())
+            }
         }
-        None => {
-            let mut dest = DatabaseOnly::<HashedRow>::new("meta");
-            (run.with(&mut dest).await, dest.response())
-        }
-    };
+    })
+    .await;
     run.finish(result, response, resumed).await
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use audience_sync::destinations::meta::client::{appsecret_proof, MetaClient};
+use audience_sync::destinations::meta::client::{self, appsecret_proof, MetaClient};
 use audience_sync::destinations::meta::error::ErrorKind;
 use audience_sync::destinations::meta::wire::{pixel_rule, Session, UsersPayload, MAX_ROWS};
 
@@ -933,4 +933,106 @@ async fn non_transient_errors_are_not_retried() {
             "ends with the fbtrace_id"
         );
     }
+}
+
+#[tokio::test]
+async fn a_create_answered_too_late_is_found_by_name_not_made_twice() {
+    let fake = FakeMeta::start_with_token(TOKEN).await;
+    let mut cfg = fake.meta_config_with(TOKEN, 3);
+    cfg.timeout = Duration::from_millis(300);
+    let client = MetaClient::new(cfg).unwrap();
+    let _other_account = fake.seed_audience("act_999", "Power users");
+    // Meta makes the audience, but its answer comes after the client gave up waiting.
+    fake.inject(Fault::answer_late(
+        FaultMatch::route("POST", "/customaudiences"),
+        1,
+        Duration::from_secs(2),
+    ));
+    let id = client
+        .create_custom_audience(ACCOUNT, "Power users", "From the CRM")
+        .await
+        .unwrap();
+    let made: Vec<_> = fake
+        .audiences()
+        .into_iter()
+        .filter(|a| a.account_id == ACCOUNT[4..] && a.name == "Power users")
+        .collect();
+    assert_eq!(made.len(), 1, "one audience, not two");
+    assert_eq!(made[0].id, id, "the one the unanswered create made");
+    let counts = call_counts(&fake.calls());
+    assert_eq!(
+        counts.get("POST /act_1234567/customaudiences"),
+        Some(&1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("GET /act_1234567/customaudiences"),
+        Some(&1),
+        "{counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_create_refused_outright_is_simply_retried() {
+    let (fake, client) = setup(3).await;
+    // A rate limit means nothing was made: no lookup, another create.
+    fake.inject(Fault::meta_error(
+        FaultMatch::route("POST", "/customaudiences"),
+        1,
+        400,
+        80003,
+        None,
+    ));
+    let id = client
+        .create_custom_audience(ACCOUNT, "Refused once", "")
+        .await
+        .unwrap();
+    assert_eq!(fake.audience(&id).unwrap().name, "Refused once");
+    let counts = call_counts(&fake.calls());
+    assert_eq!(
+        counts.get("POST /act_1234567/customaudiences"),
+        Some(&2),
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("GET /act_1234567/customaudiences"),
+        None,
+        "{counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_syncs_deadline_however_many_attempts_are_left() {
+    let fake = FakeMeta::start_with_token(TOKEN).await;
+    let mut cfg = fake.meta_config_with(TOKEN, 1_000);
+    cfg.retry.base_delay = Duration::from_millis(300);
+    cfg.retry.max_delay = Duration::from_millis(300);
+    let client = MetaClient::new(cfg).unwrap();
+    let id = fake.seed_audience(ACCOUNT, "x");
+    fake.inject(Fault::html500(FaultMatch::Any, 1_000));
+    // Calls may run DEADLINE_GRACE past a sync's deadline: this one leaves them about 2 s.
+    let deadline = Instant::now() + Duration::from_secs(2) - client::DEADLINE_GRACE;
+    let err = client::within(Some(deadline), client.get_audience(&id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    let attempts = fake.calls().len();
+    assert!(
+        (2..=12).contains(&attempts),
+        "a few attempts in ~2 s at ≤300 ms apart, not a thousand: {attempts}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_unread() {
+    let (fake, client) = setup(1).await;
+    let id = fake.seed_audience(ACCOUNT, "x");
+    let huge = "x".repeat(client::MAX_ANSWER_BYTES + 1);
+    fake.inject(Fault::meta_error(FaultMatch::Any, 1, 400, 100, None).with_message(&huge));
+    let err = client.get_audience(&id).await.unwrap_err();
+    assert!(
+        err.to_string().contains("larger than"),
+        "{}",
+        &err.to_string()[..200.min(err.to_string().len())]
+    );
 }

@@ -24,6 +24,39 @@ use super::wire::{
     UsersResponse,
 };
 
+tokio::task_local! {
+    /// When the sync making these calls must have paused (see [`within`]).
+    static DEADLINE: Option<Instant>;
+}
+
+/// Runs `f` (a sync's Meta calls) bound by `deadline`: no retry starts that could not finish
+/// by [`DEADLINE_GRACE`] past it, and no attempt waits beyond that. A task-local rather than
+/// a parameter of every call: the bound belongs to the sync, the calls are many.
+pub async fn within<F: std::future::Future>(deadline: Option<Instant>, f: F) -> F::Output {
+    DEADLINE.scope(deadline, f).await
+}
+
+/// How far past a sync's deadline its Meta calls may run: the sync pauses half its reserve
+/// (30 s by default) before the invocation ends, and must still write where it stopped.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(20);
+
+/// The latest instant a call may still be waiting for Meta, when a sync set a deadline.
+fn hard_stop() -> Option<Instant> {
+    DEADLINE
+        .try_with(|d| *d)
+        .ok()
+        .flatten()
+        .map(|d| d + DEADLINE_GRACE)
+}
+
+/// The largest answer read from Meta: its answers are a few kilobytes (100 invalid-entry
+/// samples at most); anything bigger is not Meta's, and is not buffered.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// How long ago (by Meta's clock) an audience found by name may have been made and still be
+/// taken as the one our unanswered create made.
+const CREATE_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
 /// The pinned Graph API version used when `META_GRAPH_URL` is unset.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com/v25.0";
 
@@ -315,6 +348,11 @@ impl MetaClient {
         if let Some(proof) = &self.proof {
             body.insert("appsecret_proof".into(), json!(proof));
         }
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let call = Call {
             op,
             method: Method::POST,
@@ -322,7 +360,30 @@ impl MetaClient {
             query: Vec::new(),
             body: Some(encode(&Value::Object(body))?),
         };
-        let answer: IdAnswer = self.execute_typed(&call).await?;
+        let since = std::time::SystemTime::now() - CREATE_CLOCK_SKEW;
+        let mut attempt = 1;
+        let (status, value) = loop {
+            match self.send_once(&call).await {
+                Ok(answer) => break answer,
+                Err(err) => {
+                    // Unanswered is not undone: Meta may have made the audience. Another
+                    // create would make a second one; look for the first instead.
+                    let maybe_made = err.may_have_been_applied();
+                    self.wait_to_retry(op, err, attempt).await?;
+                    attempt += 1;
+                    if maybe_made {
+                        if let Some(id) = self.find_created(&account, &name, since).await? {
+                            tracing::info!(
+                                op,
+                                "an unanswered create had been carried out: using that audience"
+                            );
+                            return Ok(id);
+                        }
+                    }
+                }
+            }
+        };
+        let answer: IdAnswer = parse_answer(op, status, value)?;
         if answer.id.is_empty() {
             return Err(MetaError::UnexpectedResponse {
                 status: 200,
@@ -330,6 +391,42 @@ impl MetaClient {
             });
         }
         Ok(answer.id)
+    }
+
+    /// The audience named `name` in ad account `account` made since `since`, if any: what a
+    /// create that got no answer may have made.
+    async fn find_created(
+        &self,
+        account: &str,
+        name: &str,
+        since: std::time::SystemTime,
+    ) -> Result<Option<String>, MetaError> {
+        let filtering = json!([{"field": "name", "operator": "EQUAL", "value": name}]);
+        let mut query = vec![
+            ("fields", "id,name,time_created".to_string()),
+            ("filtering", filtering.to_string()),
+            ("limit", "100".to_string()),
+        ];
+        if let Some(proof) = &self.proof {
+            query.push(("appsecret_proof", proof.clone()));
+        }
+        let call = Call {
+            op: "find_audience_by_name",
+            method: Method::GET,
+            path: format!("/act_{account}/customaudiences"),
+            query,
+            body: None,
+        };
+        let found: AudienceList = self.execute_typed(&call).await?;
+        let since = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok(found
+            .data
+            .into_iter()
+            .filter(|a| a.name == name && a.time_created >= since)
+            .max_by_key(|a| a.time_created)
+            .map(|a| a.id))
     }
 
     /// Add members: `POST /{audience_id}/users`.
@@ -480,51 +577,71 @@ impl MetaClient {
 
     async fn execute_typed<T: DeserializeOwned>(&self, call: &Call) -> Result<T, MetaError> {
         let (status, value) = self.execute(call).await?;
-        serde_json::from_value(value).map_err(|e| MetaError::UnexpectedResponse {
-            status,
-            detail: format!("could not read Meta's answer to {}: {e}", call.op),
-        })
+        parse_answer(call.op, status, value)
     }
 
     /// Send with retries on transient errors.
     async fn execute(&self, call: &Call) -> Result<(u16, Value), MetaError> {
-        let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
             match self.send_once(call).await {
                 Ok(answer) => return Ok(answer),
                 Err(err) => {
-                    let kind = err.kind();
-                    if kind != ErrorKind::Transient || attempt >= max_attempts {
-                        if kind == ErrorKind::Transient {
-                            tracing::warn!(
-                                op = call.op,
-                                attempts = attempt,
-                                code = ?err.code(),
-                                subcode = ?err.subcode(),
-                                fbtrace_id = ?err.fbtrace_id(),
-                                "Meta call still failing after the last attempt"
-                            );
-                        }
-                        return Err(err);
-                    }
-                    let delay = self.retry.delay(attempt, err.retry_after());
-                    tracing::warn!(
-                        op = call.op,
-                        attempt,
-                        max_attempts,
-                        code = ?err.code(),
-                        subcode = ?err.subcode(),
-                        http_status = ?err.http_status(),
-                        timeout = err.is_timeout(),
-                        delay_ms = delay.as_millis() as u64,
-                        fbtrace_id = ?err.fbtrace_id(),
-                        "transient Meta error; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
+                    self.wait_to_retry(call.op, err, attempt).await?;
                     attempt += 1;
                 }
             }
+        }
+    }
+
+    /// After failed attempt number `attempt`: waits the backoff when the error is transient,
+    /// attempts are left and the retry can finish before the sync's deadline (see [`within`]);
+    /// otherwise gives `err` back.
+    async fn wait_to_retry(&self, op: &str, err: MetaError, attempt: u32) -> Result<(), MetaError> {
+        let max_attempts = self.retry.max_attempts.max(1);
+        let transient = err.kind() == ErrorKind::Transient;
+        let delay = self.retry.delay(attempt, err.retry_after());
+        // One more attempt needs the wait and at least a second to be answered.
+        let out_of_time =
+            hard_stop().is_some_and(|stop| Instant::now() + delay + Duration::from_secs(1) > stop);
+        if !transient || attempt >= max_attempts || out_of_time {
+            if transient {
+                tracing::warn!(
+                    op,
+                    attempts = attempt,
+                    out_of_time,
+                    code = ?err.code(),
+                    subcode = ?err.subcode(),
+                    fbtrace_id = ?err.fbtrace_id(),
+                    "Meta call still failing; giving up"
+                );
+            }
+            return Err(err);
+        }
+        tracing::warn!(
+            op,
+            attempt,
+            max_attempts,
+            code = ?err.code(),
+            subcode = ?err.subcode(),
+            http_status = ?err.http_status(),
+            timeout = err.is_timeout(),
+            delay_ms = delay.as_millis() as u64,
+            fbtrace_id = ?err.fbtrace_id(),
+            "transient Meta error; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// One attempt's timeout: the configured one, cut short by the sync's deadline.
+    fn attempt_timeout(&self) -> Duration {
+        match hard_stop() {
+            Some(stop) => {
+                let left = stop.saturating_duration_since(Instant::now());
+                self.timeout.min(left.max(Duration::from_secs(1)))
+            }
+            None => self.timeout,
         }
     }
 
@@ -547,7 +664,7 @@ impl MetaClient {
                 USER_AGENT,
                 concat!("audience-sync/", env!("CARGO_PKG_VERSION")),
             )
-            .timeout(self.timeout);
+            .timeout(self.attempt_timeout());
         if !call.query.is_empty() {
             rb = rb.query(&call.query);
         }
@@ -559,7 +676,7 @@ impl MetaClient {
         let resp = rb.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        let bytes = self.read_capped(resp, status).await?;
         tracing::debug!(
             op = call.op,
             method = %call.method,
@@ -605,11 +722,37 @@ impl MetaClient {
         }
     }
 
+    /// The answer's body, refused past [`MAX_ANSWER_BYTES`] without reading the rest.
+    async fn read_capped(
+        &self,
+        mut resp: reqwest::Response,
+        status: u16,
+    ) -> Result<Vec<u8>, MetaError> {
+        let too_big = || MetaError::UnexpectedResponse {
+            status,
+            detail: format!("an answer larger than {MAX_ANSWER_BYTES} bytes; not read"),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
     fn transport_error(&self, e: reqwest::Error) -> MetaError {
         let timeout = e.is_timeout();
         let connect = e.is_connect();
         let detail = if timeout {
-            format!("no answer within {} ms", self.timeout.as_millis())
+            format!("no answer within {} ms", self.attempt_timeout().as_millis())
         } else {
             let mut chain = String::new();
             let mut source = std::error::Error::source(&e);
@@ -631,6 +774,29 @@ impl MetaClient {
             detail: scrub(&detail, &self.secrets()),
         }
     }
+}
+
+fn parse_answer<T: DeserializeOwned>(op: &str, status: u16, value: Value) -> Result<T, MetaError> {
+    serde_json::from_value(value).map_err(|e| MetaError::UnexpectedResponse {
+        status,
+        detail: format!("could not read Meta's answer to {op}: {e}"),
+    })
+}
+
+/// `GET /act_{id}/customaudiences` (one page: a name matches few).
+#[derive(serde::Deserialize)]
+struct AudienceList {
+    #[serde(default)]
+    data: Vec<ListedAudience>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListedAudience {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    time_created: i64,
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, MetaError> {

@@ -164,6 +164,18 @@ impl MetaError {
         }
     }
 
+    /// The request may have been carried out although no success came back: it timed out or
+    /// broke after it was sent, or Meta's side failed (5xx, an HTML page). A refusal (4xx, a
+    /// rate limit) or a connection never made means it was not.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            MetaError::Transport { connect, .. } => !connect,
+            MetaError::NonJson { status, html, .. } => *html || *status >= 500,
+            MetaError::Api { error, .. } => error.status >= 500,
+            _ => false,
+        }
+    }
+
     /// How long Meta asked to wait (`estimated_time_to_regain_access`), when it said so.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

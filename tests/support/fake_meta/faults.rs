@@ -79,6 +79,9 @@ pub enum FaultResponse {
     Html500,
     /// Waits, then handles the request normally.
     Delay(Duration),
+    /// Handles the request at once, then waits before answering: a client that times out
+    /// meanwhile cannot know its request was carried out.
+    AnswerLate(Duration),
 }
 
 /// A fault applied to the next `times` matching requests.
@@ -132,6 +135,15 @@ impl Fault {
         }
     }
 
+    /// Carry the request out at once but answer only after `delay`.
+    pub fn answer_late(matching: FaultMatch, times: usize, delay: Duration) -> Self {
+        Fault {
+            matching,
+            times,
+            response: FaultResponse::AnswerLate(delay),
+        }
+    }
+
     /// Override the error message (Meta error faults only).
     pub fn with_message(mut self, text: &str) -> Self {
         if let FaultResponse::MetaError { message, .. } = &mut self.response {
@@ -167,11 +179,13 @@ pub(super) fn take(faults: &mut Vec<Fault>, method: &str, rest: &str) -> Option<
     Some(fault)
 }
 
-/// What a fault answers in place of the request (a [`FaultResponse::Delay`] is no answer: the
-/// caller waits, then handles the request).
+/// What a fault answers in place of the request (a [`FaultResponse::Delay`] or
+/// [`FaultResponse::AnswerLate`] is no answer: the caller waits and handles the request).
 pub(super) fn answer(shared: &Shared, fault: FaultResponse, req: &Req) -> FakeAnswer {
     match fault {
-        FaultResponse::Delay(_) => unreachable!("a delay is waited for, then handled normally"),
+        FaultResponse::Delay(_) | FaultResponse::AnswerLate(_) => {
+            unreachable!("a delay is waited for, and the request handled normally")
+        }
         FaultResponse::Html500 => FakeAnswer {
             status: 500,
             body: b"<!DOCTYPE html><html><head><title>Error</title></head><body><h1>Sorry, \

@@ -141,6 +141,9 @@ pub(super) fn process(shared: &Shared, req: &Req) -> FakeAnswer {
                 create_audience(&mut st, digits, &req.params)
             }
         }
+        ("GET", [account, "customaudiences"]) if account.starts_with("act_") => {
+            list_audiences(&mut st, &account[4..], &req.params)
+        }
         ("GET", [id]) => get_audience(&mut st, id, &req.params),
         ("DELETE", [id]) => delete_audience(&mut st, id),
         ("POST", [id, "users"]) => users(&mut st, id, &req.params, Mode::Add),
@@ -179,6 +182,7 @@ fn create_audience(st: &mut FakeState, account: &str, params: &Map<String, Value
         retention_days: None,
         prefill: params.get("prefill").and_then(json_bool),
         flagged: false,
+        created: unix_now(),
     };
     match (subtype.as_deref(), has_rule) {
         (Some("CUSTOM"), false) => {
@@ -355,10 +359,11 @@ fn status_json(code: i64, description: &str) -> Value {
     json!({"code": code, "description": description})
 }
 
-fn get_audience(st: &mut FakeState, id: &str, params: &Map<String, Value>) -> FakeAnswer {
-    let Some(idx) = st.audience_index(id) else {
-        return st.no_object("GET", id);
-    };
+/// The `fields` a read asks for (`id` alone by default), or the error naming an unknown one.
+fn requested_fields(
+    st: &mut FakeState,
+    params: &Map<String, Value>,
+) -> Result<Vec<String>, FakeAnswer> {
     let fields: Vec<String> = match param_str(params, "fields") {
         Some(f) => f
             .split(',')
@@ -367,22 +372,81 @@ fn get_audience(st: &mut FakeState, id: &str, params: &Map<String, Value>) -> Fa
             .collect(),
         None => vec!["id".to_string()],
     };
-    if let Some(bad) = fields
+    match fields
         .iter()
         .find(|f| !AUDIENCE_FIELDS.contains(&f.as_str()))
     {
-        let bad = bad.clone();
-        return st.invalid(&format!(
-            "Tried accessing nonexisting field ({bad}) on node type (CustomAudience)"
-        ));
+        Some(bad) => {
+            let bad = bad.clone();
+            Err(st.invalid(&format!(
+                "Tried accessing nonexisting field ({bad}) on node type (CustomAudience)"
+            )))
+        }
+        None => Ok(fields),
     }
-    expire_replace(st, id);
+}
+
+fn get_audience(st: &mut FakeState, id: &str, params: &Map<String, Value>) -> FakeAnswer {
+    let Some(idx) = st.audience_index(id) else {
+        return st.no_object("GET", id);
+    };
+    match requested_fields(st, params) {
+        Ok(fields) => FakeAnswer::json(200, render_audience(st, idx, &fields)),
+        Err(answer) => answer,
+    }
+}
+
+/// `GET /act_{id}/customaudiences`: the account's audiences, filtered by name (`EQUAL` or
+/// `CONTAIN`) when `filtering` says so; one page.
+fn list_audiences(st: &mut FakeState, account: &str, params: &Map<String, Value>) -> FakeAnswer {
+    let fields = match requested_fields(st, params) {
+        Ok(f) => f,
+        Err(answer) => return answer,
+    };
+    let mut filters = Vec::new();
+    if let Some(f) = params.get("filtering") {
+        let Some(Value::Array(list)) = json_param(f) else {
+            return st.invalid("(#100) param filtering must be an array.");
+        };
+        for item in list {
+            let field = item["field"].as_str().unwrap_or_default();
+            let op = item["operator"].as_str().unwrap_or_default();
+            let (Some(value), "name", "EQUAL" | "CONTAIN") = (item["value"].as_str(), field, op)
+            else {
+                return st.invalid(&format!(
+                    "(#100) Filtering field {field} with operation {op} is not supported"
+                ));
+            };
+            filters.push((op.to_string(), value.to_string()));
+        }
+    }
+    let matching: Vec<usize> = (0..st.audiences.len())
+        .filter(|&i| st.audiences[i].account_id == account)
+        .filter(|&i| {
+            let name = &st.audiences[i].name;
+            filters.iter().all(|(op, v)| match op.as_str() {
+                "EQUAL" => name == v,
+                _ => name.contains(v.as_str()),
+            })
+        })
+        .collect();
+    let data: Vec<Value> = matching
+        .into_iter()
+        .map(|i| render_audience(st, i, &fields))
+        .collect();
+    FakeAnswer::json(200, json!({"data": data, "paging": {}}))
+}
+
+/// Audience `idx` with `fields`, as Meta reads it.
+fn render_audience(st: &mut FakeState, idx: usize, fields: &[String]) -> Value {
+    let id = st.audiences[idx].id.clone();
+    expire_replace(st, &id);
     let a = st.audiences[idx].clone();
-    let n = st.members.get(id).map_or(0, |m| m.len()) as i64;
-    let replacing = st.replaces.contains_key(id);
-    let updated = st.updated.get(id).copied().unwrap_or(0);
+    let n = st.members.get(&id).map_or(0, |m| m.len()) as i64;
+    let replacing = st.replaces.contains_key(&id);
+    let updated = st.updated.get(&id).copied().unwrap_or(0);
     let mut out = Map::new();
-    for f in &fields {
+    for f in fields {
         let v = match f.as_str() {
             "id" => json!(a.id),
             "name" => json!(a.name),
@@ -411,7 +475,8 @@ fn get_audience(st: &mut FakeState, id: &str, params: &Map<String, Value>) -> Fa
                     status_json(200, "This audience is ready for use.")
                 }
             }
-            "time_content_updated" | "time_created" => json!(updated),
+            "time_content_updated" => json!(updated),
+            "time_created" => json!(a.created),
             "lookalike_spec" => json!(a.lookalike_spec),
             "origin_audience_id" => json!(a.origin_audience_id),
             "rule" => json!(a.rule.as_ref().map(|r| r.to_string())),
@@ -423,7 +488,7 @@ fn get_audience(st: &mut FakeState, id: &str, params: &Map<String, Value>) -> Fa
         }
     }
     out.insert("id".into(), json!(a.id));
-    FakeAnswer::json(200, Value::Object(out))
+    Value::Object(out)
 }
 
 fn delete_audience(st: &mut FakeState, id: &str) -> FakeAnswer {
@@ -643,6 +708,13 @@ fn users(st: &mut FakeState, id: &str, params: &Map<String, Value>, mode: Mode) 
             "invalid_entry_samples": Value::Object(samples),
         }),
     )
+}
+
+/// Meta's `time_created` unit: Unix seconds.
+pub(super) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl FakeState {

@@ -69,6 +69,8 @@ pub struct FakeAudience {
     pub retention_days: Option<u64>,
     pub prefill: Option<bool>,
     pub flagged: bool,
+    /// `time_created`: Unix seconds.
+    pub created: i64,
 }
 
 /// The session object of a `/users` or `/usersreplace` call, as received.
@@ -368,6 +370,7 @@ impl FakeMeta {
             retention_days: None,
             prefill: None,
             flagged: false,
+            created: graph::unix_now(),
         });
         st.members.insert(id.clone(), HashSet::new());
         id
@@ -409,6 +412,11 @@ async fn handle(
         Some(FaultResponse::Delay(d)) => {
             tokio::time::sleep(d).await;
             graph::process(&shared, &req)
+        }
+        Some(FaultResponse::AnswerLate(d)) => {
+            let answer = graph::process(&shared, &req);
+            tokio::time::sleep(d).await;
+            answer
         }
         Some(fault) => faults::answer(&shared, fault, &req),
         None => graph::process(&shared, &req),
