@@ -250,3 +250,55 @@ async fn deletes_keep_member_references_and_member_ids_are_time_ordered() {
     .await;
     assert_eq!(left, 0, "an audience's members go with it");
 }
+
+#[tokio::test]
+async fn sync_audience_members_and_the_services_sync_exclude_each_other() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "lk", 3).await;
+    let id = audience_on(&t, seg, "Locked").await;
+
+    // While the service syncs the audience (it holds the audience's lock)...
+    let conn = audience_sync::db::get(&t.app.pool).await.unwrap();
+    let lock = audience_sync::sync::AudienceLock::try_acquire(conn, id)
+        .await
+        .unwrap()
+        .expect("the audience is free");
+    let err =
+        t.db.query("SELECT * FROM sync_audience_members($1)", &[&id])
+            .await
+            .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+        "{err:?}"
+    );
+    let message = err.as_db_error().map(|e| e.message().to_string());
+    assert!(message.is_some_and(|m| m.contains("is running")), "{err:?}");
+    assert_eq!(
+        support::count(
+            &t.db,
+            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1",
+            &[&id]
+        )
+        .await,
+        0,
+        "nothing written"
+    );
+    lock.release().await.unwrap();
+
+    // ... and while another tool's call runs in a transaction, a sync of it is refused (409).
+    let mut other = support::connect(&t.db_url).await;
+    let tx = other.transaction().await.unwrap();
+    tx.query("SELECT * FROM sync_audience_members($1)", &[&id])
+        .await
+        .unwrap();
+    let (status, r) = t
+        .post("/api/audiences/sync", &json!({"audience_id": id}))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{r}");
+    tx.commit().await.unwrap();
+    let r = t.sync(&id.to_string(), "incremental").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["synced_count"], 3, "{r}");
+}
