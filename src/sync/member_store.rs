@@ -491,16 +491,16 @@ pub struct Member {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The audience's first `limit` members, oldest first.
+/// The first `limit` members in person order (erased people's rows last), read along the
+/// (audience_id, person_id) key: `include=members` reads `limit` rows whatever the audience's
+/// size (ordering by creation sorted the whole audience, with no index to serve it).
+pub const LIST_SQL: &str = "SELECT id, person_id, is_synced, synced_at, failure_reason, \
+     removal_pending, created_at, updated_at FROM audience_member_sync \
+     WHERE audience_id = $1 ORDER BY audience_id, person_id LIMIT $2";
+
+/// The audience's first `limit` members: see [`LIST_SQL`].
 pub async fn list(db: &impl GenericClient, audience_id: Uuid, limit: i64) -> Result<Vec<Member>> {
-    let rows = db
-        .query(
-            "SELECT id, person_id, is_synced, synced_at, failure_reason, removal_pending, \
-             created_at, updated_at FROM audience_member_sync \
-             WHERE audience_id = $1 ORDER BY created_at, id LIMIT $2",
-            &[&audience_id, &limit],
-        )
-        .await?;
+    let rows = db.query(LIST_SQL, &[&audience_id, &limit]).await?;
     Ok(rows
         .iter()
         .map(|r| Member {

@@ -460,3 +460,50 @@ async fn sync_request_validation() {
         assert_error(status, &err, want, field);
     }
 }
+
+#[tokio::test]
+async fn include_members_reads_along_an_index_not_a_sort_of_the_audience() {
+    let t = spawn_app().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "ix", 20_000).await;
+    let id = audience_on(&t, seg, "Indexed").await;
+    let r = t.sync(&id, "full").await;
+    assert_eq!(r["synced_count"], 20_000, "{r}");
+    t.db.batch_execute("ANALYZE audience_member_sync")
+        .await
+        .unwrap();
+    let audience = Uuid::parse_str(&id).unwrap();
+    let plan: Value =
+        t.db.query_one(
+            &format!(
+                "EXPLAIN (FORMAT JSON) {}",
+                audience_sync::sync::member_store::LIST_SQL
+            ),
+            &[&audience, &100i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let text = plan.to_string();
+    assert!(!text.contains("\"Sort\""), "sorts the audience: {text}");
+    assert!(text.contains("Index Scan"), "{text}");
+
+    let (_, a) = t
+        .get(&format!(
+            "/api/audiences/{id}?include=members&members_limit=5"
+        ))
+        .await;
+    let ids: Vec<&str> = a["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["person_id"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(
+        (ids.len(), &ids),
+        (5, &sorted),
+        "the first five in person order"
+    );
+}
