@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use audience_sync::sync::scheduler::{tick, TickOptions};
 use audience_sync::sync::{run, NoProgress, SyncStatus, SyncType};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -452,4 +453,71 @@ async fn a_tick_process_killed_mid_sync_is_resumed_by_the_next_pass() {
         ["completed"],
         "one sync, resumed, not a second one"
     );
+}
+
+#[tokio::test]
+async fn an_api_sync_and_two_scheduler_passes_racing_sync_each_audience_once_at_a_time() {
+    let fake = FakeMeta::start().await;
+    let t = spawn_app_with_fake(&fake).await;
+    let seg = t.segment("Race").await;
+    t.people_in_segment(seg, "race", 12_000).await;
+    let ids = due_audiences(&t, seg, 4).await;
+    // Slow batches keep the syncs long enough to meet.
+    fake.inject(Fault::delay(
+        FaultMatch::route("POST", "/usersreplace"),
+        4,
+        Duration::from_millis(400),
+    ));
+    let api = {
+        let t = &t;
+        let id = ids[0].clone();
+        async move {
+            t.post(
+                "/api/audiences/sync",
+                &json!({"audience_id": id, "sync_type": "full"}),
+            )
+            .await
+        }
+    };
+    let (a, b, (status, answer)) =
+        tokio::join!(tick(&t.app, opts(60)), tick(&t.app, opts(60)), api);
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        status == StatusCode::OK && answer["status"] == "completed"
+            || status == StatusCode::CONFLICT,
+        "{status} {answer}"
+    );
+    assert_eq!(
+        a.failed + b.failed,
+        0,
+        "no pass failed on a busy audience: {a:?} {b:?}"
+    );
+    for id in &ids {
+        let id = Uuid::parse_str(id).unwrap();
+        // Each sync of the audience ran alone: no two log rows' spans overlap.
+        let spans =
+            t.db.query(
+                "SELECT started_at, completed_at, status FROM audience_sync_log \
+                 WHERE audience_id = $1 ORDER BY started_at",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        assert!(!spans.is_empty(), "audience {id} synced");
+        for pair in spans.windows(2) {
+            let ended: chrono::DateTime<chrono::Utc> = pair[0].get(1);
+            let next: chrono::DateTime<chrono::Utc> = pair[1].get(0);
+            assert!(ended <= next, "two syncs of {id} overlapped");
+        }
+        assert!(spans.iter().all(|r| r.get::<_, String>(2) == "completed"));
+        let (_, aud) = t.get(&format!("/api/audiences/{id}")).await;
+        let meta = aud["meta_audience_id"].as_str().unwrap();
+        assert_eq!(
+            fake.member_count(meta),
+            12_000,
+            "audience {id} exact in Meta"
+        );
+    }
+    let made = fake.audiences().len();
+    assert_eq!(made, 4, "one Meta audience per audience, none made twice");
 }
