@@ -37,6 +37,9 @@ struct ReplaceSession {
     estimated_total: u64,
     #[serde(default)]
     closed: bool,
+    /// Meta timed the session out; what it did not receive was added with `/users`.
+    #[serde(default)]
+    timed_out: bool,
 }
 
 #[derive(Default)]
@@ -129,6 +132,7 @@ impl Destination for MetaDestination<'_> {
                 next_seq: 1,
                 estimated_total,
                 closed: false,
+                timed_out: false,
             }),
         };
         Ok(())
@@ -148,8 +152,9 @@ impl Destination for MetaDestination<'_> {
             schema: &SCHEMA,
             data: &data,
         };
+        let (client, target) = (self.client, self.target.as_deref().unwrap_or_default());
         let response = match &mut self.replace {
-            Some(s) => {
+            Some(s) if !s.closed => {
                 let session = Session {
                     session_id: s.session_id,
                     batch_seq: s.next_seq,
@@ -158,11 +163,20 @@ impl Destination for MetaDestination<'_> {
                 };
                 s.next_seq += 1;
                 s.closed = last;
-                self.client
-                    .replace_users(self.target(), &payload, session)
-                    .await?
+                match client.replace_users(target, &payload, session).await {
+                    Err(e) if e.kind() == ErrorKind::ReplaceSessionTimedOut => {
+                        // Meta ended the session 90 minutes after its first batch, holding what
+                        // it received: the rest are added to that ("finish with adds").
+                        tracing::warn!(meta_audience_id = %target,
+                            "the replace session timed out; the remaining members are added");
+                        s.closed = true;
+                        s.timed_out = true;
+                        client.add_users(target, &payload, None).await?
+                    }
+                    other => other?,
+                }
             }
-            None => self.client.add_users(self.target(), &payload, None).await?,
+            _ => client.add_users(target, &payload, None).await?,
         };
         self.record(&response);
         let quoted: std::collections::HashSet<String> =
@@ -248,6 +262,11 @@ impl MetaDestination<'_> {
         if let Some(r) = &self.replace {
             v["replace_session_id"] = json!(r.session_id.to_string());
             v["replace_batches"] = json!(r.next_seq - 1);
+            if r.timed_out {
+                v["replace_timed_out"] = json!(
+                    "Meta ended the replace session 90 minutes after its first batch; the remaining members were added to what it had received"
+                );
+            }
         }
         if !s.session_ids.is_empty() {
             v["session_ids"] = json!(s.session_ids);
