@@ -220,22 +220,50 @@ pub async fn close(
     Ok(())
 }
 
+/// A sync whose worker stopped before it finished, as [`fail_abandoned`] found it.
+pub struct Abandoned {
+    pub log_id: Uuid,
+    pub sync_type: String,
+    /// `None` when it never started.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Why [`fail_abandoned`] failed a row: its worker died (or the sync was left past its replace
+/// window), or the database connection running it was lost.
+pub const ABANDONED: &str = "abandoned: the worker running this sync stopped before it \
+    finished; the next sync carries on from what was accepted";
+pub const CONNECTION_LOST: &str = "the database connection running this sync was lost; \
+    the next sync carries on from what was accepted";
+
 /// Rows of syncs whose worker died: only called while holding the audience's lock, so nothing
-/// else can still be running them.
+/// else can still be running them. `only` limits it to one row; `except` spares one (the
+/// sync being resumed).
 pub async fn fail_abandoned(
     db: &impl GenericClient,
     audience_id: Uuid,
+    only: Option<Uuid>,
     except: Option<Uuid>,
-) -> Result<u64> {
-    Ok(db
-        .execute(
-            "UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
-             checkpoint = NULL, \
-             error_message = 'abandoned: the worker running this sync stopped before it finished; \
-             the next sync carries on from what was accepted' \
+    message: &str,
+) -> Result<Vec<Abandoned>> {
+    let rows = db
+        .query(
+            "WITH a AS (UPDATE custom_audience SET status = 'failed', sync_error_message = $4, \
+                        updated_at = now() \
+                        WHERE id = $1 AND status = 'syncing' AND $3::uuid IS NOT NULL) \
+             UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
+             checkpoint = NULL, error_message = $4 \
              WHERE audience_id = $1 AND status IN ('pending', 'in_progress') \
-               AND id IS DISTINCT FROM $2",
-            &[&audience_id, &except],
+               AND ($3::uuid IS NULL OR id = $3) AND id IS DISTINCT FROM $2 \
+             RETURNING id, sync_type, started_at",
+            &[&audience_id, &except, &only, &message],
         )
-        .await?)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Abandoned {
+            log_id: r.get(0),
+            sync_type: r.get(1),
+            started_at: r.get(2),
+        })
+        .collect())
 }
