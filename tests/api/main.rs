@@ -17,6 +17,7 @@ mod support;
 mod audiences;
 mod browser;
 mod db_tls;
+mod faults;
 mod lambda_events;
 mod lambda_logs;
 mod meta_client;
