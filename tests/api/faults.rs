@@ -250,6 +250,16 @@ async fn wait_until(done: impl Fn() -> bool, what: &str) {
     panic!("timed out waiting for {what}");
 }
 
+/// Matches the `n`-th `POST …/usersreplace` from now on and every later one (1-based).
+fn replace_from(n: usize) -> FaultMatch {
+    let seen = Arc::new(AtomicUsize::new(0));
+    FaultMatch::when(move |method, path| {
+        method == "POST"
+            && path.ends_with("/usersreplace")
+            && seen.fetch_add(1, Ordering::SeqCst) + 1 >= n
+    })
+}
+
 /// Matches only the `n`-th `POST …/usersreplace` from now on (1-based).
 fn nth_replace(n: usize) -> FaultMatch {
     let seen = Arc::new(AtomicUsize::new(0));
@@ -333,6 +343,46 @@ async fn a_replace_failing_after_batch_1_then_update_restores_meta() {
 #[tokio::test]
 async fn a_replace_failing_after_batch_1_then_full_restores_meta() {
     replace_fails_after_batch_1_then("full").await;
+}
+
+/// While the failed replace's session is still open at Meta, other updates are refused
+/// (1870145): the next sync fails cleanly and changes nothing; once Meta has ended the session,
+/// the one after restores Meta exactly.
+#[tokio::test]
+async fn a_sync_while_the_failed_replace_is_still_open_at_meta_fails_cleanly_then_restores() {
+    let c = synced_case(MEMBERS).await;
+    c.churn().await;
+    // Batch 2 and its retries (4 attempts) answered 500.
+    c.fake
+        .inject(Fault::meta_error(replace_from(2), 4, 500, 2, None));
+    let r = c.sync("full").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(c.fake.replace_in_progress(&c.meta));
+    let batch_1 = first_batch_rows(&c).await;
+    let waiting = c.member_rows("NOT is_synced").await;
+
+    let r = c.sync("incremental").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    let (_, message) = c.log_row(&r).await;
+    assert!(
+        message.unwrap_or_default().contains("earlier replace"),
+        "{r}"
+    );
+    assert_eq!(
+        c.member_rows("NOT is_synced").await,
+        waiting,
+        "nothing changed"
+    );
+    c.assert_no_false_synced(&batch_1, "after a sync refused by the open session")
+        .await;
+
+    c.fake.set_replace_timeout(Duration::from_millis(1));
+    wait_until(|| !c.fake.replace_in_progress(&c.meta), "the session's end").await;
+    c.fake.set_replace_timeout(META_REPLACE_TIMEOUT);
+    assert_eq!(c.fake.members(&c.meta), batch_1);
+    let r = c.sync("incremental").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    c.assert_exact("incremental once the session ended").await;
 }
 
 /// A full sync whose worker dies while Meta holds its second batch (the task is dropped, as a
