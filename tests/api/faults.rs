@@ -624,7 +624,7 @@ async fn the_database_terminated_while_meta_holds_a_batch_fails_cleanly_then_the
     let c = synced_case(MEMBERS).await;
     c.churn().await;
     c.fake
-        .inject(Fault::delay(nth_replace(2), 1, Duration::from_secs(2)));
+        .inject(Fault::delay(nth_replace(2), 1, Duration::from_secs(5)));
     let base = c.t.base.clone();
     let body = json!({"audience_id": c.id, "sync_type": "full"});
     let request = tokio::spawn(async move {
@@ -664,11 +664,11 @@ async fn the_database_terminated_while_meta_holds_a_batch_fails_cleanly_then_the
 // ---------------------------------------------------------------------------------------------
 // Meta failing for a while
 
-/// A client that gives up on a request after 300 ms and tries 4 times.
+/// A client that gives up on a request after 1 s and tries 4 times.
 async fn quick_giving_up() -> (FakeMeta, TestApp) {
     let fake = FakeMeta::start().await;
     let mut config = fake.meta_config();
-    config.timeout = Duration::from_millis(300);
+    config.timeout = Duration::from_secs(1);
     let t = spawn_app_with(Some(config)).await;
     (fake, t)
 }
