@@ -221,11 +221,19 @@ impl Run<'_> {
                 ),
                 _ => None,
             };
+            let unfinished = match resume {
+                None => log::unfinished_replace(self.db, self.audience.id).await?,
+                Some(_) => None,
+            };
             let opening = Opening {
                 replace_total,
                 resume: resume.as_ref(),
+                unfinished: unfinished.as_ref().map(|(_, cp)| cp),
             };
             dest.open(self.db, &mut self.audience, opening).await?;
+            if let Some((log_id, _)) = unfinished {
+                log::clear_checkpoint(self.db, log_id).await?;
+            }
             self.replacing = self.pass() == Pass::Replace;
             self.push(dest).await?;
         }

@@ -345,11 +345,10 @@ async fn a_replace_failing_after_batch_1_then_full_restores_meta() {
     replace_fails_after_batch_1_then("full").await;
 }
 
-/// While the failed replace's session is still open at Meta, other updates are refused
-/// (1870145): the next sync fails cleanly and changes nothing; once Meta has ended the session,
-/// the one after restores Meta exactly.
-#[tokio::test]
-async fn a_sync_while_the_failed_replace_is_still_open_at_meta_fails_cleanly_then_restores() {
+/// A full sync whose second batch Meta answers 500 beyond the retries, and at once (Meta still
+/// holds the session open, refusing other updates with 1870145) a sync of `next`'s type: it
+/// closes that session first (Meta then holds batch 1), then restores Meta exactly.
+async fn replace_fails_then_at_once(next: &str) {
     let c = synced_case(MEMBERS).await;
     c.churn().await;
     // Batch 2 and its retries (4 attempts) answered 500.
@@ -359,30 +358,44 @@ async fn a_sync_while_the_failed_replace_is_still_open_at_meta_fails_cleanly_the
     assert_eq!(r["status"], "failed", "{r}");
     assert!(c.fake.replace_in_progress(&c.meta));
     let batch_1 = first_batch_rows(&c).await;
-    let waiting = c.member_rows("NOT is_synced").await;
-
-    let r = c.sync("incremental").await;
-    assert_eq!(r["status"], "failed", "{r}");
-    let (_, message) = c.log_row(&r).await;
-    assert!(
-        message.unwrap_or_default().contains("earlier replace"),
-        "{r}"
-    );
-    assert_eq!(
-        c.member_rows("NOT is_synced").await,
-        waiting,
-        "nothing changed"
-    );
-    c.assert_no_false_synced(&batch_1, "after a sync refused by the open session")
+    c.assert_no_false_synced(&batch_1, "after the failure")
         .await;
+    let session = c.replace_calls().len();
 
-    c.fake.set_replace_timeout(Duration::from_millis(1));
-    wait_until(|| !c.fake.replace_in_progress(&c.meta), "the session's end").await;
-    c.fake.set_replace_timeout(META_REPLACE_TIMEOUT);
-    assert_eq!(c.fake.members(&c.meta), batch_1);
-    let r = c.sync("incremental").await;
+    let r = c.sync(next).await;
     assert_eq!(r["status"], "completed", "{r}");
-    c.assert_exact("incremental once the session ended").await;
+    let calls = c.replace_calls();
+    assert_eq!(
+        (calls[session].0, calls[session].1, calls[session].2),
+        (2, true, 200),
+        "the open session was closed with its next batch: {calls:?}"
+    );
+    let id = Uuid::parse_str(r["sync_log_id"].as_str().unwrap()).unwrap();
+    let response: Value =
+        c.t.db
+            .query_one(
+                "SELECT meta_response FROM audience_sync_log WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert!(
+        response["closed_unfinished_session_id"].is_string(),
+        "{response}"
+    );
+    c.assert_exact(&format!("{next} while the failed replace was open"))
+        .await;
+}
+
+#[tokio::test]
+async fn a_replace_failing_then_incremental_at_once_closes_its_session_and_restores_meta() {
+    replace_fails_then_at_once("incremental").await;
+}
+
+#[tokio::test]
+async fn a_replace_failing_then_full_at_once_closes_its_session_and_restores_meta() {
+    replace_fails_then_at_once("full").await;
 }
 
 /// A full sync whose worker dies while Meta holds its second batch (the task is dropped, as a
