@@ -7,9 +7,10 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use audience_sync::destinations::meta::hashing::HashedRow;
+use audience_sync::sync::scheduler::{tick, TickOptions};
 use audience_sync::sync::{self, NoProgress, SyncType};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -405,33 +406,7 @@ async fn a_replace_failing_then_full_at_once_closes_its_session_and_restores_met
 async fn replace_abandoned_after_batch_1_then(next: &str) {
     let c = synced_case(MEMBERS).await;
     c.churn().await;
-    c.fake
-        .inject(Fault::delay(nth_replace(2), 1, Duration::from_secs(120)));
-    let app = c.t.app.clone();
-    let audience = c.audience;
-    let worker = tokio::spawn(async move {
-        sync::run(&app, audience, Some(SyncType::Full), &NoProgress, None).await
-    });
-    c.wait_for_replace_calls(2).await;
-    worker.abort();
-    assert!(worker.await.unwrap_err().is_cancelled());
-    let batch_1 = first_batch_rows(&c).await;
-
-    // Two hours later: past the checkpoint window, and past Meta's session timeout.
-    for sql in [
-        "UPDATE audience_sync_log SET created_at = created_at - interval '2 hours', \
-         started_at = started_at - interval '2 hours', \
-         completed_at = completed_at - interval '2 hours' WHERE audience_id = $1",
-        "UPDATE audience_member_sync SET created_at = created_at - interval '2 hours', \
-         updated_at = updated_at - interval '2 hours', \
-         synced_at = synced_at - interval '2 hours' WHERE audience_id = $1",
-    ] {
-        c.t.db.execute(sql, &[&c.audience]).await.unwrap();
-    }
-    c.fake.set_replace_timeout(Duration::from_millis(1));
-    wait_until(|| !c.fake.replace_in_progress(&c.meta), "the session's end").await;
-    c.fake.set_replace_timeout(META_REPLACE_TIMEOUT);
-    assert_eq!(c.fake.members(&c.meta), batch_1);
+    abandon_full_sync_past_its_window(&c).await;
 
     let r = c.sync(next).await;
     assert_eq!(r["status"], "completed", "{r}");
@@ -449,6 +424,70 @@ async fn replace_abandoned_after_batch_1_then(next: &str) {
     assert_eq!(abandoned.len(), 1);
     assert!(abandoned[0].starts_with("abandoned"), "{abandoned:?}");
     c.assert_exact(&format!("{next} after an abandoned replace"))
+        .await;
+}
+
+/// A full sync whose worker dies while Meta holds its second batch (the task is dropped, as a
+/// Lambda timeout would), then two hours pass: past the checkpoint window (the log and member
+/// rows are aged), and past Meta's session timeout, so Meta holds batch 1 only.
+async fn abandon_full_sync_past_its_window(c: &Case) {
+    c.fake
+        .inject(Fault::delay(nth_replace(2), 1, Duration::from_secs(120)));
+    let app = c.t.app.clone();
+    let audience = c.audience;
+    let worker = tokio::spawn(async move {
+        sync::run(&app, audience, Some(SyncType::Full), &NoProgress, None).await
+    });
+    c.wait_for_replace_calls(2).await;
+    worker.abort();
+    assert!(worker.await.unwrap_err().is_cancelled());
+    let batch_1 = first_batch_rows(c).await;
+
+    for sql in [
+        "UPDATE audience_sync_log SET created_at = created_at - interval '2 hours', \
+         started_at = started_at - interval '2 hours', \
+         completed_at = completed_at - interval '2 hours' WHERE audience_id = $1",
+        "UPDATE audience_member_sync SET created_at = created_at - interval '2 hours', \
+         updated_at = updated_at - interval '2 hours', \
+         synced_at = synced_at - interval '2 hours' WHERE audience_id = $1",
+        "UPDATE custom_audience SET last_synced_at = last_synced_at - interval '2 hours' \
+         WHERE id = $1",
+    ] {
+        c.t.db.execute(sql, &[&c.audience]).await.unwrap();
+    }
+    c.fake.set_replace_timeout(Duration::from_millis(1));
+    wait_until(|| !c.fake.replace_in_progress(&c.meta), "the session's end").await;
+    c.fake.set_replace_timeout(META_REPLACE_TIMEOUT);
+    assert_eq!(c.fake.members(&c.meta), batch_1);
+}
+
+/// The same found by a scheduler pass (the audience is due: `auto_sync`, synced over a day
+/// ago): it fails the abandoned row and its incremental sync restores Meta exactly.
+#[tokio::test]
+async fn a_scheduler_pass_after_a_replace_abandoned_past_its_window_restores_meta() {
+    let c = synced_case(MEMBERS).await;
+    c.churn().await;
+    abandon_full_sync_past_its_window(&c).await;
+    c.t.db
+        .execute(
+            "UPDATE custom_audience SET auto_sync = true, \
+             last_synced_at = now() - interval '25 hours' WHERE id = $1",
+            &[&c.audience],
+        )
+        .await
+        .unwrap();
+    let pass = TickOptions {
+        deadline: Instant::now() + Duration::from_secs(600),
+        reserve: Duration::from_secs(1),
+        lease: Duration::from_secs(1),
+    };
+    let tally = tick(&c.t.app, pass).await.unwrap();
+    assert_eq!(
+        (tally.claimed, tally.completed, tally.resumed),
+        (1, 1, 0),
+        "{tally:?}"
+    );
+    c.assert_exact("a scheduler pass after an abandoned replace")
         .await;
 }
 
