@@ -48,6 +48,10 @@ pub struct Opening<'a> {
     pub replace_total: Option<u64>,
     /// What [`Destination::checkpoint`] saved, when the sync resumes.
     pub resume: Option<&'a Value>,
+    /// What [`Destination::checkpoint`] saved for a sync that failed or was abandoned: an upload
+    /// session it left open is closed first, since the platform refuses other updates until it
+    /// ends.
+    pub unfinished: Option<&'a Value>,
 }
 
 #[allow(async_fn_in_trait)]

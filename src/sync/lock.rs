@@ -35,10 +35,20 @@ impl AudienceLock {
         self.conn.as_ref().expect("held until released")
     }
 
+    /// Unlocks and returns the connection to the pool. A connection lost meanwhile took the
+    /// lock with it: nothing to release then.
     pub async fn release(mut self) -> Result<()> {
         if let Some(conn) = self.conn.take() {
-            conn.query_one(UNLOCK, &[&self.audience_id.to_string()])
-                .await?;
+            if let Err(e) = conn
+                .query_one(UNLOCK, &[&self.audience_id.to_string()])
+                .await
+            {
+                let lost = conn.is_closed();
+                drop(deadpool_postgres::Object::take(conn));
+                if !lost {
+                    return Err(e.into());
+                }
+            }
         }
         Ok(())
     }

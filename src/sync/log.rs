@@ -186,7 +186,8 @@ pub struct Outcome {
 
 /// in_progress → completed (`error` is `None`: the audience is active, synced now) or failed
 /// (the audience carries the message; members accepted before the failure stay synced and
-/// count). Both rows in one statement.
+/// count). Both rows in one statement. A failed row keeps its checkpoint: the replace session
+/// it names may still be open at the platform ([`unfinished_replace`]).
 pub async fn close(
     db: &impl GenericClient,
     log_id: Uuid,
@@ -197,7 +198,8 @@ pub async fn close(
     db.execute(
         "WITH l AS (UPDATE audience_sync_log \
                     SET status = CASE WHEN $3::text IS NULL THEN 'completed' ELSE 'failed' END, \
-                        completed_at = now(), checkpoint = NULL, error_message = $3, \
+                        completed_at = now(), error_message = $3, \
+                        checkpoint = CASE WHEN $3::text IS NULL THEN NULL ELSE checkpoint END, \
                         synced_count = $4, failed_count = $5, meta_response = $6, details = $7 \
                     WHERE id = $1) \
          UPDATE custom_audience \
@@ -220,22 +222,82 @@ pub async fn close(
     Ok(())
 }
 
+/// A sync whose worker stopped before it finished, as [`fail_abandoned`] found it.
+pub struct Abandoned {
+    pub log_id: Uuid,
+    pub sync_type: String,
+    /// `None` when it never started.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Why [`fail_abandoned`] failed a row: its worker died (or the sync was left past its replace
+/// window), or the database connection running it was lost.
+pub const ABANDONED: &str = "abandoned: the worker running this sync stopped before it \
+    finished; the next sync carries on from what was accepted";
+pub const CONNECTION_LOST: &str = "the database connection running this sync was lost; \
+    the next sync carries on from what was accepted";
+
 /// Rows of syncs whose worker died: only called while holding the audience's lock, so nothing
-/// else can still be running them.
+/// else can still be running them. `only` limits it to one row; `except` spares one (the
+/// sync being resumed).
 pub async fn fail_abandoned(
     db: &impl GenericClient,
     audience_id: Uuid,
+    only: Option<Uuid>,
     except: Option<Uuid>,
-) -> Result<u64> {
-    Ok(db
-        .execute(
-            "UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
-             checkpoint = NULL, \
-             error_message = 'abandoned: the worker running this sync stopped before it finished; \
-             the next sync carries on from what was accepted' \
+    message: &str,
+) -> Result<Vec<Abandoned>> {
+    let rows = db
+        .query(
+            "WITH a AS (UPDATE custom_audience SET status = 'failed', sync_error_message = $4, \
+                        updated_at = now() \
+                        WHERE id = $1 AND status = 'syncing' AND $3::uuid IS NOT NULL) \
+             UPDATE audience_sync_log SET status = 'failed', completed_at = now(), \
+             error_message = $4 \
              WHERE audience_id = $1 AND status IN ('pending', 'in_progress') \
-               AND id IS DISTINCT FROM $2",
-            &[&audience_id, &except],
+               AND ($3::uuid IS NULL OR id = $3) AND id IS DISTINCT FROM $2 \
+             RETURNING id, sync_type, started_at",
+            &[&audience_id, &except, &only, &message],
         )
-        .await?)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Abandoned {
+            log_id: r.get(0),
+            sync_type: r.get(1),
+            started_at: r.get(2),
+        })
+        .collect())
+}
+
+/// Meta ends a replace session at most this long after its first batch.
+const REPLACE_SESSION_LIFE: &str = "90 minutes";
+
+/// The latest failed (or abandoned) sync whose checkpoint names a replace session that may
+/// still be open at the platform: until it ends, the platform refuses every other update of the
+/// audience. Its log row id and the checkpoint's destination part.
+pub async fn unfinished_replace(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+) -> Result<Option<(Uuid, Value)>> {
+    let row = db
+        .query_opt(
+            "SELECT id, checkpoint -> 'destination' FROM audience_sync_log \
+             WHERE audience_id = $1 AND status = 'failed' AND checkpoint ->> 'pass' = 'replace' \
+               AND started_at > now() - $2::text::interval \
+             ORDER BY created_at DESC LIMIT 1",
+            &[&audience_id, &REPLACE_SESSION_LIFE],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// The session a failed sync's checkpoint names is over: nothing left to close.
+pub async fn clear_checkpoint(db: &impl GenericClient, log_id: Uuid) -> Result<()> {
+    db.execute(
+        "UPDATE audience_sync_log SET checkpoint = NULL WHERE id = $1",
+        &[&log_id],
+    )
+    .await?;
+    Ok(())
 }

@@ -419,6 +419,32 @@ pub async fn settle_replace(db: &Client, audience_id: Uuid, started: DateTime<Ut
     Ok(removed)
 }
 
+/// After a replace that did not finish (failed, abandoned, or out of its session's time),
+/// begun at `started`. Once the platform accepted a batch of it, the session ends holding what
+/// it received (at its last batch, or when it times out), so leavers are gone from it. Either
+/// way the members it did not re-send are marked to be sent again by the next sync, whatever
+/// its type. Their stored rows stay: the platform may still hold them (the session never
+/// started, or a batch's answer was lost), and a later sync removes them where they changed.
+/// Returns the members marked.
+pub async fn unsettle_replace(
+    db: &Client,
+    audience_id: Uuid,
+    started: DateTime<Utc>,
+) -> Result<u64> {
+    Ok(db
+        .execute(
+            "WITH began AS (SELECT EXISTS (SELECT 1 FROM audience_member_sync \
+                            WHERE audience_id = $1 AND is_synced AND synced_at >= $2) AS yes), \
+                  gone AS (DELETE FROM audience_member_sync \
+                           WHERE audience_id = $1 AND removal_pending AND (SELECT yes FROM began)) \
+             UPDATE audience_member_sync SET is_synced = false, updated_at = now() \
+             WHERE audience_id = $1 AND is_synced AND NOT removal_pending \
+               AND (synced_at IS NULL OR synced_at < $2)",
+            &[&audience_id, &started],
+        )
+        .await?)
+}
+
 /// A new platform audience holds nothing: what the database believed sent is forgotten.
 pub async fn forget_sent(db: &Client, audience_id: Uuid) -> Result<()> {
     db.execute(

@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use tokio_postgres::Client;
+use uuid::Uuid;
 
 use super::members::{self, Checkpoint, Counters, Pass, PassEnd};
-use super::{log, member_store, Progress, SyncResult, SyncStatus, SyncType};
+use super::{log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, SyncType};
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
 use crate::destinations::meta::hashing::HashedRow;
@@ -47,7 +48,8 @@ pub(super) async fn locked(
         let replace = r.checkpoint["pass"] == "replace";
         !replace || chrono::Utc::now() - r.started_at < REPLACE_WINDOW
     });
-    log::fail_abandoned(db, audience.id, resumable.as_ref().map(|r| r.log_id)).await?;
+    let resuming = resumable.as_ref().map(|r| r.log_id);
+    settle_abandoned(db, audience.id, None, resuming, log::ABANDONED).await?;
     let (log_id, sync_type, started, checkpoint) = match resumable {
         Some(r) => {
             log::resume(db, r.log_id, audience.id).await?;
@@ -74,6 +76,7 @@ pub(super) async fn locked(
         counters: Counters::default(),
         end: PassEnd::Done,
         progress,
+        replacing: false,
     };
     // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
@@ -90,7 +93,66 @@ pub(super) async fn locked(
         }
     })
     .await;
-    run.finish(result, response, resumed).await
+    match run.finish(result, response, resumed).await {
+        Err(Error::Db(e)) => connection_lost(app, run.audience.id, log_id, run.started, e).await,
+        outcome => outcome,
+    }
+}
+
+/// Fails the log rows of syncs of the audience that stopped unfinished (`only` one, or all but
+/// `except`), as their worker can no longer do. A full sync among them that did not finish its
+/// replace leaves the members it did not re-send to be sent again: see
+/// [`member_store::unsettle_replace`]. Called holding the audience's lock.
+async fn settle_abandoned(
+    db: &Client,
+    audience_id: Uuid,
+    only: Option<Uuid>,
+    except: Option<Uuid>,
+    message: &str,
+) -> Result<()> {
+    for a in log::fail_abandoned(db, audience_id, only, except, message).await? {
+        if let (true, Some(started)) = (a.sync_type == SyncType::Full.as_str(), a.started_at) {
+            let marked = member_store::unsettle_replace(db, audience_id, started).await?;
+            tracing::warn!(%audience_id, sync_log_id = %a.log_id, marked,
+                "an unfinished replace: members it did not re-send are marked to be sent again");
+        }
+    }
+    Ok(())
+}
+
+/// The connection running the sync (and holding its lock) failed before the outcome was
+/// written. On another connection, once the lock is free (it ended with the lost session), the
+/// log row is failed saying so, as the next sync would do; if another sync has taken the
+/// audience over meanwhile, that one does it.
+async fn connection_lost(
+    app: &App,
+    audience_id: Uuid,
+    log_id: Uuid,
+    started: chrono::DateTime<chrono::Utc>,
+    lost: crate::db::DbError,
+) -> Result<SyncResult> {
+    tracing::warn!(%audience_id, error = %lost, "the sync's database connection failed");
+    let conn = crate::db::get(&app.pool).await?;
+    let Some(lock) = AudienceLock::try_acquire(conn, audience_id).await? else {
+        return Err(lost.into());
+    };
+    let db = lock.client();
+    let settled = async {
+        settle_abandoned(db, audience_id, Some(log_id), None, log::CONNECTION_LOST).await?;
+        member_store::counts(db, audience_id, started).await
+    }
+    .await;
+    lock.release().await?;
+    let (synced, failed, _) = settled?;
+    Ok(SyncResult {
+        audience_id,
+        synced_count: synced as i32,
+        failed_count: failed as i32,
+        sync_log_id: log_id,
+        status: SyncStatus::Failed,
+        error_message: Some(log::CONNECTION_LOST.into()),
+        resumed: false,
+    })
 }
 
 /// One sync in progress.
@@ -108,6 +170,9 @@ struct Run<'a> {
     counters: Counters,
     end: PassEnd,
     progress: &'a dyn Progress,
+    /// A replace session may have begun: the pass is under way (a failure must not leave
+    /// members marked synced that the session will not hold).
+    replacing: bool,
 }
 
 impl Run<'_> {
@@ -160,11 +225,20 @@ impl Run<'_> {
                 ),
                 _ => None,
             };
+            let unfinished = match resume {
+                None => log::unfinished_replace(self.db, self.audience.id).await?,
+                Some(_) => None,
+            };
             let opening = Opening {
                 replace_total,
                 resume: resume.as_ref(),
+                unfinished: unfinished.as_ref().map(|(_, cp)| cp),
             };
             dest.open(self.db, &mut self.audience, opening).await?;
+            if let Some((log_id, _)) = unfinished {
+                log::clear_checkpoint(self.db, log_id).await?;
+            }
+            self.replacing = self.pass() == Pass::Replace;
             self.push(dest).await?;
         }
         if self.end == PassEnd::Paused {
@@ -226,6 +300,9 @@ impl Run<'_> {
         let (db, audience_id, log_id) = (self.db, self.audience.id, self.log_id);
         let sync_type = self.sync_type.as_str();
         let c = &self.counters;
+        if result.is_err() && self.replacing {
+            member_store::unsettle_replace(db, audience_id, self.started).await?;
+        }
         let (synced, failed, total_synced) =
             member_store::counts(db, audience_id, self.started).await?;
         // The platform counted some entries invalid without quoting them: accepted rows, yet

@@ -37,6 +37,9 @@ struct ReplaceSession {
     estimated_total: u64,
     #[serde(default)]
     closed: bool,
+    /// Meta timed the session out; what it did not receive was added with `/users`.
+    #[serde(default)]
+    timed_out: bool,
 }
 
 #[derive(Default)]
@@ -47,6 +50,8 @@ struct Stats {
     num_invalid_entries: u64,
     samples: Vec<Value>,
     removals_deferred: bool,
+    /// An earlier sync's replace session this one closed.
+    closed_unfinished: Option<u64>,
 }
 
 impl<'a> MetaDestination<'a> {
@@ -77,6 +82,11 @@ impl<'a> MetaDestination<'a> {
             .samples
             .extend(sample_values(&r.invalid_entry_samples).take(room));
     }
+}
+
+/// The replace session a checkpoint names, if any.
+fn session_in(checkpoint: &Value) -> Option<ReplaceSession> {
+    serde_json::from_value(checkpoint.get("replace").cloned().unwrap_or(Value::Null)).ok()
 }
 
 /// The hashes Meta quotes as invalid: keys of a map, or the items (or their first string) of a
@@ -118,17 +128,22 @@ impl Destination for MetaDestination<'_> {
         self.target = Some(member_target(db, self.client, audience).await?);
         self.meta_seed_audience_id = audience.meta_seed_audience_id.clone();
         self.meta_audience_id = audience.meta_audience_id.clone();
+        let unfinished = opening
+            .unfinished
+            .and_then(|cp| session_in(cp).filter(|s| !s.closed));
+        if let Some(session) = unfinished {
+            self.close_unfinished(db, audience, session).await?;
+        }
         self.replace = match opening.resume {
             // Continues the replace session a checkpoint recorded, if any.
-            Some(cp) => {
-                serde_json::from_value(cp.get("replace").cloned().unwrap_or(Value::Null)).ok()
-            }
+            Some(cp) => session_in(cp),
             None => opening.replace_total.map(|estimated_total| ReplaceSession {
                 // Unique in the ad account: random, positive as an int64.
                 session_id: rand::random_range(1..i64::MAX as u64),
                 next_seq: 1,
                 estimated_total,
                 closed: false,
+                timed_out: false,
             }),
         };
         Ok(())
@@ -148,8 +163,9 @@ impl Destination for MetaDestination<'_> {
             schema: &SCHEMA,
             data: &data,
         };
+        let (client, target) = (self.client, self.target.as_deref().unwrap_or_default());
         let response = match &mut self.replace {
-            Some(s) => {
+            Some(s) if !s.closed => {
                 let session = Session {
                     session_id: s.session_id,
                     batch_seq: s.next_seq,
@@ -158,11 +174,20 @@ impl Destination for MetaDestination<'_> {
                 };
                 s.next_seq += 1;
                 s.closed = last;
-                self.client
-                    .replace_users(self.target(), &payload, session)
-                    .await?
+                match client.replace_users(target, &payload, session).await {
+                    Err(e) if e.kind() == ErrorKind::ReplaceSessionTimedOut => {
+                        // Meta ended the session 90 minutes after its first batch, holding what
+                        // it received: the rest are added to that ("finish with adds").
+                        tracing::warn!(meta_audience_id = %target,
+                            "the replace session timed out; the remaining members are added");
+                        s.closed = true;
+                        s.timed_out = true;
+                        client.add_users(target, &payload, None).await?
+                    }
+                    other => other?,
+                }
             }
-            None => self.client.add_users(self.target(), &payload, None).await?,
+            _ => client.add_users(target, &payload, None).await?,
         };
         self.record(&response);
         let quoted: std::collections::HashSet<String> =
@@ -235,6 +260,55 @@ impl Destination for MetaDestination<'_> {
 }
 
 impl MetaDestination<'_> {
+    /// Closes the replace session an earlier sync left open (it failed or was abandoned after
+    /// a batch): until the session ends Meta refuses every other update of the audience. Its
+    /// last batch re-sends one row of a member marked synced (Meta holds it, or will once the
+    /// session ends); Meta then holds what the session received, which is what the member rows
+    /// say since [`member_store::unsettle_replace`]. A session Meta already ended is left be.
+    async fn close_unfinished(
+        &mut self,
+        db: &Client,
+        audience: &Audience,
+        s: ReplaceSession,
+    ) -> Result<()> {
+        let stored = member_store::last_synced_row(db, audience.id).await?;
+        let Some(row) = stored.as_deref().and_then(HashedRow::from_bytes) else {
+            return Ok(());
+        };
+        let data = payload_rows(&[&row]);
+        let payload = UsersPayload {
+            schema: &SCHEMA,
+            data: &data,
+        };
+        let session = Session {
+            session_id: s.session_id,
+            batch_seq: s.next_seq,
+            last_batch_flag: true,
+            estimated_num_total: Some(s.estimated_total),
+        };
+        match self
+            .client
+            .replace_users(self.target(), &payload, session)
+            .await
+        {
+            Ok(r) => {
+                self.record(&r);
+                self.stats.closed_unfinished = Some(s.session_id);
+                tracing::info!(meta_audience_id = %self.target(),
+                    "closed the replace session an unfinished sync left open");
+                Ok(())
+            }
+            // Timed out (what it received stands) or closed already: over either way.
+            Err(e)
+                if e.kind() == ErrorKind::ReplaceSessionTimedOut
+                    || e.subcode() == Some(1870159) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Meta's answers to the uploads.
     fn upload_response(&self, target: &str) -> Value {
         let s = &self.stats;
@@ -248,9 +322,17 @@ impl MetaDestination<'_> {
         if let Some(r) = &self.replace {
             v["replace_session_id"] = json!(r.session_id.to_string());
             v["replace_batches"] = json!(r.next_seq - 1);
+            if r.timed_out {
+                v["replace_timed_out"] = json!(
+                    "Meta ended the replace session 90 minutes after its first batch; the remaining members were added to what it had received"
+                );
+            }
         }
         if !s.session_ids.is_empty() {
             v["session_ids"] = json!(s.session_ids);
+        }
+        if let Some(id) = s.closed_unfinished {
+            v["closed_unfinished_session_id"] = json!(id.to_string());
         }
         if s.removals_deferred {
             v["removals_deferred"] = json!(

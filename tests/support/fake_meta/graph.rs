@@ -521,16 +521,20 @@ enum Mode {
     Replace,
 }
 
-/// Close a replace session that ran past the timeout (later batches get 1870158).
+/// Close a replace session that ran past the timeout (later batches get 1870158). What the
+/// session received stands: the audience now holds exactly its rows (Meta: "finish with adds").
 pub(super) fn expire_replace(st: &mut FakeState, audience_id: &str) {
     let timeout = st.replace_timeout;
-    if let Some(r) = st.replaces.get(audience_id) {
-        if r.started.elapsed() > timeout {
-            let sid = r.session_id;
-            st.replaces.remove(audience_id);
-            st.closed_sessions
-                .insert((format!("timeout:{audience_id}"), sid));
-        }
+    if st
+        .replaces
+        .get(audience_id)
+        .is_some_and(|r| r.started.elapsed() > timeout)
+    {
+        let r = st.replaces.remove(audience_id).expect("replace state");
+        st.members.insert(audience_id.to_string(), r.rows);
+        st.closed_sessions
+            .insert((format!("timeout:{audience_id}"), r.session_id));
+        st.touch(audience_id);
     }
 }
 

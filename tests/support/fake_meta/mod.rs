@@ -340,7 +340,8 @@ impl FakeMeta {
         }
     }
 
-    /// How long a replace session stays open after its first batch (Meta: 90 minutes).
+    /// How long a replace session stays open after its first batch (Meta: 90 minutes). When it
+    /// runs out, the audience holds exactly what the session received.
     pub fn set_replace_timeout(&self, timeout: Duration) {
         self.shared.lock().replace_timeout = timeout;
     }
