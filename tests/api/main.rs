@@ -20,6 +20,7 @@ mod db_tls;
 mod lambda_events;
 mod lambda_logs;
 mod meta_client;
+mod openapi;
 mod persons;
 mod scheduler;
 mod segment_props;
