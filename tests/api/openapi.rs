@@ -566,6 +566,30 @@ async fn real_answers_match_the_spec_for_their_status() {
     let huge = json!({"persons": [{"external_id": "x".repeat(7 * 1024 * 1024)}]});
     c.call("POST", "/api/persons", "/api/persons", Some(&huge), 413)
         .await;
+    // The local server's refusals of what a web page could send (403, 415, 421).
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/audiences", t.base);
+    for (req, method, want) in [
+        (
+            http.get(&url).header("origin", "https://evil.example"),
+            "GET",
+            403,
+        ),
+        (
+            http.post(&url)
+                .header("content-type", "text/plain")
+                .body("{}"),
+            "POST",
+            415,
+        ),
+        (http.get(&url).header("host", "evil.example"), "GET", 421),
+    ] {
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        assert_eq!(status.as_u16(), want);
+        let answer: Value = resp.json().await.unwrap();
+        c.conforms(method, "/api/audiences", status, &answer);
+    }
     let (status, _, answer) = send(&t, "PATCH", "/api/audiences", Some(&json!({}))).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let error = json!({"$ref": "#/components/schemas/Error"});
