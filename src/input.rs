@@ -361,3 +361,46 @@ pub fn description(d: Option<&str>) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_anything_else_is_refused() {
+        let c = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_795_000_000_123_456).unwrap(),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        let mut altered = c.encode();
+        altered.pop();
+        for bad in [altered.as_str(), "", "xyz", &c.encode()[..46]] {
+            let Err(Error::Invalid { field, .. }) = Cursor::decode(bad) else {
+                panic!("{bad:?} was taken for a cursor");
+            };
+            assert_eq!(field.as_deref(), Some("cursor"));
+        }
+    }
+
+    #[test]
+    fn a_page_has_a_next_cursor_only_when_a_row_more_was_fetched() {
+        let key = |n: &i64| Cursor {
+            created_at: DateTime::from_timestamp_micros(*n).unwrap(),
+            id: Uuid::nil(),
+        };
+        let req = PageRequest::parse(Some("3"), None).unwrap();
+        assert_eq!(req.fetch_limit(), Some(4));
+        let full = req.page(vec![9, 8, 7, 6], key);
+        assert_eq!((full.items, full.next), (vec![9, 8, 7], Some(key(&7))));
+        let last = req.page(vec![5, 4, 3], key);
+        assert_eq!((last.items, last.next), (vec![5, 4, 3], None));
+        let all = PageRequest::ALL.page(vec![1; 5000], key);
+        assert_eq!((all.items.len(), all.next), (5000, None));
+        assert_eq!(PageRequest::ALL.fetch_limit(), None);
+        assert_eq!(
+            PageRequest::parse(None, None).unwrap().limit,
+            Some(PAGE_DEFAULT)
+        );
+    }
+}
