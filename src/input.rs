@@ -2,6 +2,7 @@
 //! values, with errors that name the field at fault, and the text rules several resources share.
 //! Used by the domain and by the HTTP layer alike; it knows nothing of HTTP.
 
+use chrono::{DateTime, Datelike, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -201,6 +202,107 @@ pub fn int_param(field: &str, raw: &str, min: i64, max: i64) -> Result<i64> {
     }
 }
 
+/// Items of a list page when the client names no `limit`.
+pub const PAGE_DEFAULT: i64 = 100;
+/// The largest `limit` of a list page.
+pub const PAGE_MAX: i64 = 1000;
+
+/// Where a page of a newest-first list starts: after the item with this key. Lists are ordered by
+/// `(created_at, id)` descending, so a page stays right when rows are inserted meanwhile (new
+/// rows sort before the cursor) and no row is read twice or skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// Opaque to clients: hex of the key's 24 bytes (microseconds since the epoch, big-endian,
+    /// then the UUID), so nobody builds one from a name or a date and we may change it.
+    pub fn encode(&self) -> String {
+        let mut bytes = self.created_at.timestamp_micros().to_be_bytes().to_vec();
+        bytes.extend_from_slice(self.id.as_bytes());
+        hex::encode(bytes)
+    }
+
+    pub fn decode(raw: &str) -> Result<Cursor> {
+        let bad = || {
+            Error::invalid(
+                "cursor",
+                "cursor must be a next_cursor value of an earlier page of this list, as given",
+            )
+        };
+        let bytes = hex::decode(raw).map_err(|_| bad())?;
+        let (micros, id) = bytes.split_at_checked(8).ok_or_else(bad)?;
+        let micros = i64::from_be_bytes(micros.try_into().map_err(|_| bad())?);
+        // Years PostgreSQL and chrono both hold: a timestamp outside PostgreSQL's range would
+        // be a database error, not the client's.
+        let created_at = DateTime::from_timestamp_micros(micros)
+            .filter(|t| (1..=9999).contains(&t.year()))
+            .ok_or_else(bad)?;
+        Ok(Cursor {
+            created_at,
+            id: Uuid::from_slice(id).map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Which page of a list a client asked for: `limit` (1 to [`PAGE_MAX`], default
+/// [`PAGE_DEFAULT`]) items after `cursor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// `None`: every item (internal callers only).
+    pub limit: Option<i64>,
+    pub after: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// The whole list in one page.
+    pub const ALL: PageRequest = PageRequest {
+        limit: None,
+        after: None,
+    };
+
+    /// From the raw `limit` and `cursor` query parameters.
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<PageRequest> {
+        Ok(PageRequest {
+            limit: Some(match limit {
+                Some(raw) => int_param("limit", raw, 1, PAGE_MAX)?,
+                None => PAGE_DEFAULT,
+            }),
+            after: cursor.map(Cursor::decode).transpose()?,
+        })
+    }
+
+    /// The cursor's key as two bind parameters, both NULL on the first page.
+    pub fn after_key(&self) -> (Option<DateTime<Utc>>, Option<Uuid>) {
+        (self.after.map(|c| c.created_at), self.after.map(|c| c.id))
+    }
+
+    /// The SQL `LIMIT` that also tells whether another page follows (one row more than the
+    /// page; NULL is no limit).
+    pub fn fetch_limit(&self) -> Option<i64> {
+        self.limit.map(|n| n + 1)
+    }
+
+    /// The page out of the rows fetched with [`Self::fetch_limit`]; `key` gives a row's cursor.
+    pub fn page<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> Cursor) -> Page<T> {
+        let more = self.limit.is_some_and(|n| rows.len() as i64 > n);
+        if more {
+            rows.truncate(self.limit.unwrap_or_default() as usize);
+        }
+        let next = rows.last().filter(|_| more).map(key);
+        Page { items: rows, next }
+    }
+}
+
+/// One page of a list, and where the next one starts (`None`: this was the last).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
@@ -257,5 +359,48 @@ pub fn description(d: Option<&str>) -> Result<()> {
             format!("description must be at most {DESCRIPTION_MAX_CHARS} characters"),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_anything_else_is_refused() {
+        let c = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_795_000_000_123_456).unwrap(),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        let mut altered = c.encode();
+        altered.pop();
+        for bad in [altered.as_str(), "", "xyz", &c.encode()[..46]] {
+            let Err(Error::Invalid { field, .. }) = Cursor::decode(bad) else {
+                panic!("{bad:?} was taken for a cursor");
+            };
+            assert_eq!(field.as_deref(), Some("cursor"));
+        }
+    }
+
+    #[test]
+    fn a_page_has_a_next_cursor_only_when_a_row_more_was_fetched() {
+        let key = |n: &i64| Cursor {
+            created_at: DateTime::from_timestamp_micros(*n).unwrap(),
+            id: Uuid::nil(),
+        };
+        let req = PageRequest::parse(Some("3"), None).unwrap();
+        assert_eq!(req.fetch_limit(), Some(4));
+        let full = req.page(vec![9, 8, 7, 6], key);
+        assert_eq!((full.items, full.next), (vec![9, 8, 7], Some(key(&7))));
+        let last = req.page(vec![5, 4, 3], key);
+        assert_eq!((last.items, last.next), (vec![5, 4, 3], None));
+        let all = PageRequest::ALL.page(vec![1; 5000], key);
+        assert_eq!((all.items.len(), all.next), (5000, None));
+        assert_eq!(PageRequest::ALL.fetch_limit(), None);
+        assert_eq!(
+            PageRequest::parse(None, None).unwrap().limit,
+            Some(PAGE_DEFAULT)
+        );
     }
 }

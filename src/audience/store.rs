@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::{Audience, AudienceSpec, AudienceType};
 use crate::db::DbError;
 use crate::error::{Error, Result};
+use crate::input::{Cursor, Page, PageRequest};
 
 const COLUMNS: &str = "id, name, description, meta_audience_id, meta_business_account_id, \
     segment_id, audience_type, lookalike_country, lookalike_percentage, rule, auto_sync, \
@@ -64,13 +65,36 @@ fn write_error(e: tokio_postgres::Error, segment_id: Option<Uuid>) -> Error {
     }
 }
 
+/// Every audience (`is_active` filters), newest first.
 pub async fn list(db: &impl GenericClient, is_active: Option<bool>) -> Result<Vec<Audience>> {
+    Ok(list_page(db, is_active, &PageRequest::ALL).await?.items)
+}
+
+/// One page of the audiences (`is_active` filters), newest first: keyset pagination on
+/// `(created_at, id)`, served by `idx_custom_audience_created_at_id`.
+pub async fn list_page(
+    db: &impl GenericClient,
+    is_active: Option<bool>,
+    page: &PageRequest,
+) -> Result<Page<Audience>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM custom_audience \
-         WHERE $1::boolean IS NULL OR is_active = $1 ORDER BY created_at DESC, id"
+         WHERE ($1::boolean IS NULL OR is_active = $1) \
+           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
     );
-    let rows = db.query(&sql, &[&is_active]).await?;
-    Ok(rows.iter().map(Audience::from_row).collect())
+    let (after_at, after_id) = page.after_key();
+    let rows = db
+        .query(
+            &sql,
+            &[&is_active, &after_at, &after_id, &page.fetch_limit()],
+        )
+        .await?;
+    let audiences = rows.iter().map(Audience::from_row).collect();
+    Ok(page.page(audiences, |a: &Audience| Cursor {
+        created_at: a.created_at,
+        id: a.id,
+    }))
 }
 
 pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Audience> {

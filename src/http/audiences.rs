@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::error::{json, no_content, ApiResult};
+use super::error::{self as response, json, no_content, ApiResult};
 use super::extract::{Id, Json, Params, Payload};
 use crate::app::App;
 use crate::audience::{self, store, AudiencePatch, NewAudience};
@@ -47,9 +47,12 @@ impl Payload for AudiencePatch {
 
 async fn list(State(app): State<App>, params: Params) -> ApiResult {
     let is_active = params.bool("is_active")?;
+    let page = params.page()?;
     let db = crate::db::get(&app.pool).await?;
-    let audiences = store::list(&**db, is_active).await?;
-    Ok(json(StatusCode::OK, &json!({ "audiences": audiences })))
+    Ok(response::page(
+        "audiences",
+        store::list_page(&**db, is_active, &page).await?,
+    ))
 }
 
 async fn create(State(app): State<App>, Json(input): Json<NewAudience>) -> ApiResult {

@@ -53,6 +53,15 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A page of a list route: `{"<items>": [...], "next_cursor": "…" | null}` (200).
+pub fn page<T: Serialize>(items: &str, page: crate::input::Page<T>) -> Response {
+    let next_cursor = page.next.map(|c| c.encode());
+    json(
+        StatusCode::OK,
+        &json!({ items: page.items, "next_cursor": next_cursor }),
+    )
+}
+
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }

@@ -123,6 +123,11 @@ impl Params {
             .transpose()
     }
 
+    /// The page of a list route: `limit` and `cursor` (400 naming the one at fault).
+    pub fn page(&self) -> crate::error::Result<input::PageRequest> {
+        input::PageRequest::parse(self.last("limit"), self.last("cursor"))
+    }
+
     /// Every value of a repeatable parameter, comma-separated lists split.
     pub fn list(&self, name: &str) -> Vec<&str> {
         self.0

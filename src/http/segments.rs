@@ -5,10 +5,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::error::{json, no_content, ApiResult};
-use super::extract::{Id, Json, Payload};
+use super::error::{self as response, json, no_content, ApiResult};
+use super::extract::{Id, Json, Params, Payload};
 use crate::app::App;
 use crate::segment::{self, store, NewSegment, Rule, SegmentPatch};
 
@@ -37,10 +37,10 @@ const READ_ONLY: &[&str] = &[
     "audiences",
 ];
 
-async fn list(State(app): State<App>) -> ApiResult {
+async fn list(State(app): State<App>, params: Params) -> ApiResult {
+    let page = params.page()?;
     let db = crate::db::get(&app.pool).await?;
-    let segments = store::list(&**db).await?;
-    Ok(json(StatusCode::OK, &json!({ "segments": segments })))
+    Ok(response::page("segments", store::list(&**db, &page).await?))
 }
 
 async fn create(State(app): State<App>, Json(input): Json<NewSegment>) -> ApiResult {

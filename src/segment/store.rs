@@ -10,6 +10,7 @@ use super::compile::compile;
 use super::{Preview, Refreshed, Rule, Segment};
 use crate::db::DbError;
 use crate::error::{Error, Result};
+use crate::input::{Cursor, Page, PageRequest};
 
 const SELECT: &str = "SELECT s.id, s.name, s.description, s.rule, s.member_count, s.refreshed_at, \
     s.created_at, s.updated_at, \
@@ -43,11 +44,22 @@ fn write_error(e: tokio_postgres::Error) -> Error {
     }
 }
 
-pub async fn list(db: &impl GenericClient) -> Result<Vec<Segment>> {
+/// One page of the segments, newest first: keyset pagination on `(created_at, id)`, served by
+/// `idx_segment_created_at_id`.
+pub async fn list(db: &impl GenericClient, page: &PageRequest) -> Result<Page<Segment>> {
+    let sql = format!(
+        "{SELECT} WHERE ($1::timestamptz IS NULL OR (s.created_at, s.id) < ($1, $2::uuid)) \
+         ORDER BY s.created_at DESC, s.id DESC LIMIT $3"
+    );
+    let (after_at, after_id) = page.after_key();
     let rows = db
-        .query(&format!("{SELECT} ORDER BY s.created_at DESC, s.id"), &[])
+        .query(&sql, &[&after_at, &after_id, &page.fetch_limit()])
         .await?;
-    Ok(rows.iter().map(Segment::from_row).collect())
+    let segments = rows.iter().map(Segment::from_row).collect();
+    Ok(page.page(segments, |s: &Segment| Cursor {
+        created_at: s.created_at,
+        id: s.id,
+    }))
 }
 
 pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Segment> {

@@ -2,8 +2,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
-use crate::support::{assert_error, spawn_app};
+use crate::support::{self, assert_error, list_page, spawn_app, TestApp};
 
 #[tokio::test]
 async fn create_applies_defaults_and_get_returns_it() {
@@ -389,5 +390,145 @@ async fn include_members_metrics_and_sync_logs() {
         let (status, err) = t.get(&format!("/api/audiences/{id}?{bad}")).await;
         let field = bad.split('=').next().unwrap();
         assert_error(status, &err, StatusCode::BAD_REQUEST, Some(field));
+    }
+}
+
+/// Pages of `path` (which has a query string) with `limit`, following `next_cursor` to the end;
+/// `between` runs after each page (to insert rows meanwhile). The ids, page by page.
+async fn pages_of(
+    t: &TestApp,
+    path: &str,
+    key: &str,
+    limit: usize,
+    mut between: impl FnMut(usize) -> Option<Value>,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}&limit={limit}&cursor={c}"),
+            None => format!("{path}&limit={limit}"),
+        };
+        let (items, next) = list_page(t, &url, key).await;
+        assert!(items.len() <= limit, "{url}: {} items", items.len());
+        let ids: Vec<String> = items
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect();
+        pages.push(ids);
+        if let Some(body) = between(pages.len()) {
+            t.create_audience(body).await;
+        }
+        match next {
+            Some(c) => {
+                assert_eq!(items.len(), limit, "only a full page has a next page");
+                cursor = Some(c);
+            }
+            None => return pages,
+        }
+    }
+}
+
+#[tokio::test]
+async fn list_pages_cover_every_audience_once_newest_first_across_inserts() {
+    let t = spawn_app().await;
+    // 23 audiences created in one statement share one created_at: the id breaks the tie.
+    t.db.execute(
+        "INSERT INTO custom_audience (name, is_active) \
+         SELECT 'bulk ' || i, i % 3 <> 0 FROM generate_series(1, 23) i",
+        &[],
+    )
+    .await
+    .unwrap();
+    for i in 0..4 {
+        t.create_audience(json!({"name": format!("api {i}"), "is_active": i != 1}))
+            .await;
+    }
+    let before: Vec<String> = support::column::<Uuid>(
+        &t.db,
+        "SELECT id FROM custom_audience ORDER BY created_at DESC, id DESC",
+        &[],
+    )
+    .await
+    .iter()
+    .map(Uuid::to_string)
+    .collect();
+    assert_eq!(before.len(), 27);
+
+    // New audiences created while paging sort before the cursor: they are not on later pages,
+    // and the pages hold every audience that existed before, once, in order.
+    let pages = pages_of(&t, "/api/audiences?", "audiences", 5, |n| {
+        Some(json!({"name": format!("created after page {n}")}))
+    })
+    .await;
+    assert_eq!(pages.len(), 6, "27 audiences in pages of 5: {pages:?}");
+    assert_eq!(pages.concat(), before);
+
+    // The filter holds across pages, with the same cursors.
+    let active: Vec<String> = support::column::<Uuid>(
+        &t.db,
+        "SELECT id FROM custom_audience WHERE is_active ORDER BY created_at DESC, id DESC",
+        &[],
+    )
+    .await
+    .iter()
+    .map(Uuid::to_string)
+    .collect();
+    let pages = pages_of(&t, "/api/audiences?is_active=true", "audiences", 4, |_| {
+        None
+    })
+    .await;
+    assert_eq!(pages.concat(), active);
+    assert!(pages.len() > 2);
+
+    // The default page is 100; exactly one full page has no next page.
+    let (items, next) = list_page(&t, "/api/audiences", "audiences").await;
+    assert_eq!((items.len(), next), (33, None));
+    t.db.execute(
+        "INSERT INTO custom_audience (name) SELECT 'more ' || i FROM generate_series(1, 67) i",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (items, next) = list_page(&t, "/api/audiences", "audiences").await;
+    assert_eq!((items.len(), next), (100, None));
+    t.create_audience(json!({"name": "the 101st"})).await;
+    let (items, next) = list_page(&t, "/api/audiences", "audiences").await;
+    assert_eq!(items.len(), 100);
+    let (rest, last) = list_page(
+        &t,
+        &format!("/api/audiences?cursor={}", next.expect("a second page")),
+        "audiences",
+    )
+    .await;
+    assert_eq!((rest.len(), last), (1, None));
+    let (items, _) = list_page(&t, "/api/audiences?limit=1000", "audiences").await;
+    assert_eq!(items.len(), 101);
+}
+
+#[tokio::test]
+async fn a_bad_limit_or_cursor_is_a_400_naming_it() {
+    let t = spawn_app().await;
+    for limit in ["0", "1001", "-1", "ten", "", "1.5"] {
+        let (s, body) = t.get(&format!("/api/audiences?limit={limit}")).await;
+        assert_error(s, &body, StatusCode::BAD_REQUEST, Some("limit"));
+        let (s, body) = t.get(&format!("/api/segments?limit={limit}")).await;
+        assert_error(s, &body, StatusCode::BAD_REQUEST, Some("limit"));
+    }
+    let short = "00".repeat(23);
+    let long = "00".repeat(25);
+    // Right length, but microseconds past any date chrono can hold.
+    let far = format!("7fffffffffffffff{}", "00".repeat(16));
+    // A date chrono holds but PostgreSQL does not (before 4713 BC): a 400, not a 500.
+    let past = format!(
+        "{:016x}{}",
+        (-200_000_000_000_000_000i64) as u64,
+        "00".repeat(16)
+    );
+    for cursor in ["", "zz", "not-a-cursor", &short, &long, &far, &past, "%00"] {
+        for path in ["/api/audiences", "/api/segments"] {
+            let (s, body) = t.get(&format!("{path}?cursor={cursor}")).await;
+            assert_error(s, &body, StatusCode::BAD_REQUEST, Some("cursor"));
+        }
     }
 }

@@ -23,6 +23,7 @@ mod faults;
 mod lambda_events;
 mod lambda_logs;
 mod meta_client;
+mod openapi;
 mod persons;
 mod scheduler;
 mod segment_props;

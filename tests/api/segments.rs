@@ -920,3 +920,55 @@ async fn seed_example_end_to_end_through_rest() {
         "the audience is the rule's people: Bob and Cy"
     );
 }
+
+#[tokio::test]
+async fn segment_list_pages_cover_every_segment_once_newest_first_across_inserts() {
+    let t = spawn_app().await;
+    // One statement, one created_at: the id orders them.
+    t.db.execute(
+        "INSERT INTO segment (name) SELECT 'bulk ' || i FROM generate_series(1, 9) i",
+        &[],
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        let (s, body) = t
+            .post("/api/segments", &json!({"name": format!("api {i}")}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let before: Vec<String> = support::column::<Uuid>(
+        &t.db,
+        "SELECT id FROM segment ORDER BY created_at DESC, id DESC",
+        &[],
+    )
+    .await
+    .iter()
+    .map(Uuid::to_string)
+    .collect();
+    let mut seen = Vec::new();
+    let mut path = "/api/segments?limit=5".to_string();
+    for page in 1.. {
+        let (items, next) = support::list_page(&t, &path, "segments").await;
+        seen.extend(items.iter().map(|s| s["id"].as_str().unwrap().to_string()));
+        assert!(items.iter().all(|s| s["audiences"].is_array()), "{items:?}");
+        // A segment created between pages is newer than the cursor: not on a later page.
+        let (s, body) = t
+            .post(
+                "/api/segments",
+                &json!({"name": format!("after page {page}")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        match next {
+            Some(c) => path = format!("/api/segments?limit=5&cursor={c}"),
+            None => {
+                assert_eq!(page, 3, "12 segments in pages of 5");
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, before);
+    let (items, next) = support::list_page(&t, "/api/segments", "segments").await;
+    assert_eq!((items.len(), next), (15, None));
+}

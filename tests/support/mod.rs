@@ -245,6 +245,21 @@ impl TestApp {
     }
 }
 
+/// One page of a list route: its items (`key`) and its `next_cursor`, after checking the shape.
+pub async fn list_page(t: &TestApp, path: &str, key: &str) -> (Vec<Value>, Option<String>) {
+    let (status, body) = t.get(path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    let object = body.as_object().expect("a JSON object");
+    assert_eq!(object.len(), 2, "only {key} and next_cursor: {body}");
+    let next = match &body["next_cursor"] {
+        Value::Null => None,
+        Value::String(c) => Some(c.clone()),
+        other => panic!("next_cursor is a string or null, not {other}"),
+    };
+    let items = body[key].as_array().expect("an array of items").clone();
+    (items, next)
+}
+
 /// The first column of every row a query returns.
 pub async fn column<T>(
     db: &tokio_postgres::Client,
