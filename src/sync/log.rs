@@ -301,3 +301,21 @@ pub async fn clear_checkpoint(db: &impl GenericClient, log_id: Uuid) -> Result<(
     .await?;
     Ok(())
 }
+
+/// A full sync of the audience paused (or died) inside a platform replace session that may still
+/// be open: Meta takes no other change to the audience while one is (META_API.md), and what the
+/// session received before the pause would come back when it completes. Meta closes a session
+/// 90 minutes after its first batch, which follows the sync's start closely; past that window a
+/// stale row does not matter.
+pub async fn replace_may_be_open(db: &impl GenericClient, audience_id: Uuid) -> Result<bool> {
+    let row = db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM audience_sync_log \
+                            WHERE audience_id = $1 AND status = 'in_progress' \
+                              AND checkpoint->>'pass' = 'replace' \
+                              AND started_at > now() - interval '95 minutes')",
+            &[&audience_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}

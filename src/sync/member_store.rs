@@ -1,6 +1,7 @@
-//! All SQL of `audience_member_sync` and `audience_member_joiner`: the diff, pages of members
-//! with their people, and the batch writes after the destination answered. Writes are set-based
-//! (`UNNEST` of a batch's ids and values), never one statement per member.
+//! All SQL of `audience_member_sync`, `audience_member_joiner` and `audience_member_purge`: the
+//! diff, pages of members with their people, the batch writes after the destination answered,
+//! and the purge of erased and opted-out people. Writes are set-based (`UNNEST` of a batch's ids
+//! and values), never one statement per member.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -48,6 +49,86 @@ pub async fn erased(db: &Client, audience_id: Uuid) -> Result<u64> {
         )
         .await?;
     Ok(row.get::<_, i64>(0) as u64)
+}
+
+// ---- the purge of erased and opted-out people (sync::purge; the queue: migrations/V2) ----
+
+/// The queued people of audience `$1` who are gone (erased) or opted out: an opt-in since they
+/// were queued cancels their purge.
+const PURGED_PERSONS: &str = "\
+    SELECT q.person_id FROM audience_member_purge q \
+    WHERE q.audience_id = $1 \
+      AND NOT EXISTS (SELECT 1 FROM person p WHERE p.id = q.person_id AND NOT p.marketing_opt_out)";
+
+/// Audiences with members to purge: people queued there, or erased members. Both sources are
+/// empty unless something happened, so a pass with nothing to purge costs this one query.
+pub async fn purge_due(db: &impl GenericClient) -> Result<Vec<Uuid>> {
+    let rows = db
+        .query(
+            "SELECT audience_id FROM audience_member_purge \
+             UNION SELECT audience_id FROM audience_member_sync WHERE person_id IS NULL",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Members to purge whose hashes were never accepted anywhere: nothing to tell the platform, the
+/// rows simply go (as the next diff would drop them).
+pub async fn drop_unsent_purged(db: &Client, audience_id: Uuid) -> Result<u64> {
+    let sql = format!(
+        "WITH t AS (SELECT m.id FROM audience_member_sync m \
+                    WHERE m.audience_id = $1 AND m.person_id IS NULL \
+                    UNION ALL \
+                    SELECT m.id FROM audience_member_sync m \
+                    WHERE m.audience_id = $1 AND m.person_id IN ({PURGED_PERSONS})) \
+         DELETE FROM audience_member_sync m USING t WHERE m.id = t.id AND m.hashes IS NULL"
+    );
+    Ok(db.execute(&sql, &[&audience_id]).await?)
+}
+
+/// The next page (by member id, after `after`) of members to purge whose hashes the platform
+/// holds, flagged in the same statement as the diff would flag them (leavers whose hashes are
+/// still to be removed): removing them then deletes their rows ([`mark_removed`]), and a
+/// failure leaves them as leavers that any later sync or pass removes.
+pub async fn purge_page(
+    db: &Client,
+    audience_id: Uuid,
+    after: Uuid,
+) -> Result<Vec<(Uuid, Vec<u8>)>> {
+    let sql = format!(
+        "WITH t AS ((SELECT m.id FROM audience_member_sync m \
+                     WHERE m.audience_id = $1 AND m.person_id IS NULL AND m.id > $2 \
+                       AND m.hashes IS NOT NULL ORDER BY m.id LIMIT $3) \
+                    UNION ALL \
+                    (SELECT m.id FROM audience_member_sync m \
+                     WHERE m.audience_id = $1 AND m.person_id IN ({PURGED_PERSONS}) AND m.id > $2 \
+                       AND m.hashes IS NOT NULL ORDER BY m.id LIMIT $3) \
+                    ORDER BY id LIMIT $3), \
+              f AS (UPDATE audience_member_sync m \
+                    SET removal_pending = true, is_synced = false, updated_at = now() \
+                    FROM t WHERE m.id = t.id RETURNING m.id, m.hashes) \
+         SELECT id, hashes FROM f ORDER BY id"
+    );
+    let rows = db
+        .query(&sql, &[&audience_id, &after, &(PAGE as i64)])
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Takes people off the audience's queue once nothing of theirs is left for the platform to
+/// remove (removed, never sent, or opted in again); those whose removal failed or waits stay.
+pub async fn settle_purge_queue(db: &Client, audience_id: Uuid) -> Result<()> {
+    db.execute(
+        "DELETE FROM audience_member_purge q WHERE q.audience_id = $1 \
+         AND (NOT EXISTS (SELECT 1 FROM audience_member_sync m \
+                          WHERE m.audience_id = $1 AND m.person_id = q.person_id \
+                            AND m.hashes IS NOT NULL) \
+              OR EXISTS (SELECT 1 FROM person p WHERE p.id = q.person_id AND NOT p.marketing_opt_out))",
+        &[&audience_id],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Members a pass will examine (every staying member, or only the unsynced), plus the joiners

@@ -332,8 +332,8 @@ async fn add_batch<D: Destination>(
 }
 
 /// Removes stored hashes from the destination; the rows of leavers go, the others keep no
-/// hashes (the destination no longer holds them).
-async fn remove_batch<D: Destination>(
+/// hashes (the destination no longer holds them). Also the purge's removal (`sync::purge`).
+pub async fn remove_batch<D: Destination>(
     db: &Client,
     dest: &mut D,
     batch: &[(Uuid, Vec<u8>)],

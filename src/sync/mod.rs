@@ -10,6 +10,7 @@ pub mod lock;
 pub mod log;
 pub mod member_store;
 pub mod members;
+pub mod purge;
 mod run;
 pub mod scheduler;
 
@@ -161,6 +162,12 @@ pub struct Tally {
     pub paused: usize,
     /// A sync of it was already running elsewhere.
     pub skipped: usize,
+    /// Scheduler passes: members removed from their platform because their person was erased
+    /// or opted out (see [`purge`]).
+    pub purged: usize,
+    /// Scheduler passes: audiences whose erased or opted-out members wait for a later pass
+    /// (busy with a sync, a replace session open, refused or failed; the service's log says).
+    pub purge_waiting: usize,
     pub results: Vec<Value>,
 }
 

@@ -1,11 +1,12 @@
-//! The scheduler pass, shared by the `scheduled-sync` Lambda and `audiences tick`: claim due
-//! audiences one at a time (`FOR UPDATE SKIP LOCKED`, so concurrent passes share the work),
-//! sync each through the engine, and stop claiming when the invocation's time runs short. A
-//! sync that does not fit pauses at a checkpoint; a later pass resumes it.
+//! The scheduler pass, shared by the `scheduled-sync` Lambda and `audiences tick`: remove erased
+//! and opted-out people from every audience's platform ([`purge`]), then claim due audiences one
+//! at a time (`FOR UPDATE SKIP LOCKED`, so concurrent passes share the work), sync each through
+//! the engine, and stop claiming when the invocation's time runs short. A sync that does not fit
+//! pauses at a checkpoint; a later pass resumes it.
 
 use std::time::{Duration, Instant};
 
-use super::{Batch, NoProgress, Tally};
+use super::{purge, Batch, NoProgress, Tally};
 use crate::app::App;
 use crate::audience::store as audiences;
 use crate::error::Result;
@@ -44,16 +45,38 @@ pub async fn tick(app: &App, opts: TickOptions) -> Result<Tally> {
         resumed = tally.resumed,
         paused = tally.paused,
         skipped = tally.skipped,
+        purged = tally.purged,
+        purge_waiting = tally.purge_waiting,
         "scheduler pass done"
     );
     Ok(tally)
+}
+
+/// Purges erased and opted-out people from every audience's platform, then syncs the due
+/// audiences; audiences whose purge had to wait for a sync (or for a paused full sync this pass
+/// resumed) are tried once more at the end.
+pub(super) async fn pass(app: &App, opts: &TickOptions, tally: &mut Tally) -> Result<()> {
+    let until = opts
+        .deadline
+        .checked_sub(opts.reserve)
+        .unwrap_or_else(Instant::now);
+    let first = purge::all(app, until).await?;
+    sync_due(app, opts, tally).await?;
+    let (again, waiting): (Vec<_>, Vec<_>) = first
+        .waiting
+        .into_iter()
+        .partition(|(_, wait)| wait.may_clear_within_pass());
+    let second = purge::these(app, until, again.into_iter().map(|(id, _)| id).collect()).await;
+    tally.purged = (first.removed + second.removed) as usize;
+    tally.purge_waiting = waiting.len() + second.waiting.len();
+    Ok(())
 }
 
 /// Claims and syncs due audiences until none is left or the time runs short. An audience this
 /// pass already tried (synced, failed, or busy with a sync elsewhere) is not claimed again by
 /// it. Each claim takes a connection only for its statement, so a pool of one connection is
 /// enough for the pass and the sync it runs.
-pub(super) async fn pass(app: &App, opts: &TickOptions, tally: &mut Tally) -> Result<()> {
+async fn sync_due(app: &App, opts: &TickOptions, tally: &mut Tally) -> Result<()> {
     let mut tried = Vec::new();
     while Instant::now() + opts.reserve < opts.deadline {
         let claimed = {

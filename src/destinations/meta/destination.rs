@@ -66,6 +66,16 @@ impl<'a> MetaDestination<'a> {
         }
     }
 
+    /// For removals alone (the purge of erased and opted-out people), without
+    /// [`Destination::open`]: the Meta audience the audience's members were sent to, or `None`
+    /// when it has none (then Meta holds none of them). Nothing is created or called.
+    pub fn existing(client: &'a MetaClient, audience: &Audience) -> Option<Self> {
+        let target = members_audience_id(audience)?.to_string();
+        let mut dest = MetaDestination::new(client, audience);
+        dest.target = Some(target);
+        Some(dest)
+    }
+
     fn target(&self) -> &str {
         self.target.as_deref().unwrap_or_default()
     }
@@ -343,6 +353,15 @@ impl MetaDestination<'_> {
     }
 }
 
+/// The Meta audience an audience's members go to, when it exists: a lookalike's seed, else its
+/// own.
+fn members_audience_id(audience: &Audience) -> Option<&str> {
+    match audience.audience_type {
+        AudienceType::Lookalike => audience.meta_seed_audience_id.as_deref(),
+        _ => audience.meta_audience_id.as_deref(),
+    }
+}
+
 /// The Meta audience members are sent to, created (with a lookalike's seed) when missing. A
 /// new Meta audience holds nothing, so what the database believed sent is forgotten.
 async fn member_target(
@@ -352,21 +371,16 @@ async fn member_target(
 ) -> Result<String> {
     let account = client.resolve_ad_account(audience.meta_business_account_id.as_deref())?;
     let description = audience.description.clone().unwrap_or_default();
-    let (existing, which, name) = match audience.audience_type {
+    if let Some(id) = members_audience_id(audience) {
+        return Ok(id.to_string());
+    }
+    let (which, name) = match audience.audience_type {
         AudienceType::Lookalike => (
-            audience.meta_seed_audience_id.clone(),
             PlatformId::LookalikeSeed,
             format!("{} (lookalike seed)", audience.name),
         ),
-        _ => (
-            audience.meta_audience_id.clone(),
-            PlatformId::Audience,
-            audience.name.clone(),
-        ),
+        _ => (PlatformId::Audience, audience.name.clone()),
     };
-    if let Some(id) = existing {
-        return Ok(id);
-    }
     let id = client
         .create_custom_audience(&account, &name, &description)
         .await?;
