@@ -19,6 +19,7 @@ mod browser;
 mod cli;
 mod db_timeouts;
 mod db_tls;
+mod erasure;
 mod faults;
 mod lambda_events;
 mod lambda_logs;
