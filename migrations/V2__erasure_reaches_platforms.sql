@@ -23,27 +23,28 @@ CREATE TABLE audience_member_purge (
     PRIMARY KEY (audience_id, person_id)
 );
 
--- A sync in flight (an in_progress log row: running or paused at a checkpoint) may hold the
--- person as a joiner it has read but not yet written a member row for; its audience is queued
--- too, so the member row it writes is looked at once the sync lets go of the audience. The
--- partial index idx_audience_sync_log_unfinished serves this lookup.
-CREATE FUNCTION audience_member_purge_queue(p_person_ids UUID[]) RETURNS VOID
-LANGUAGE sql AS $$
-    INSERT INTO audience_member_purge (audience_id, person_id)
-    SELECT m.audience_id, m.person_id FROM audience_member_sync m
-    WHERE m.person_id = ANY(p_person_ids)
-    UNION
-    SELECT l.audience_id, p.id FROM audience_sync_log l CROSS JOIN UNNEST(p_person_ids) AS p(id)
-    WHERE l.status = 'in_progress' AND l.audience_id IS NOT NULL
-    ON CONFLICT DO NOTHING
-$$;
-
--- Opt-out: fires only for rows that turn to opted out (the WHEN clause costs an import that
--- changes no consent next to nothing), whoever writes the row: the API, an import, the wider app.
+-- Opt-out: fires only for rows that turn to opted out (the WHEN clause is checked without a
+-- call, so an import that changes no consent pays nothing), whoever writes the row: the API, an
+-- import, the wider app. The
+-- person's audiences are queued, and so is every audience with a sync in flight (an in_progress
+-- log row: running, or paused at a checkpoint), whose joiner the person may be: read before the
+-- opt-out, its member row is written after this trigger ran, and only the queue tells the purge
+-- to look at it once the sync lets go of the audience (the partial index
+-- idx_audience_sync_log_unfinished serves that lookup).
+-- Row by row, with the statement in the trigger's own plpgsql (its plan cached for the session):
+-- measured beside a 1,000,000-member audience on 2 busy cores, an import of 10,000 opt-outs took
+-- about 1.8 s instead of 0.8 s (a sql function called per row: 2.4-4.4 s, planned again for
+-- every row), and an import that changes no consent costs what it did. A statement-level trigger cannot
+-- name the column and would capture every update of person in its transition tables.
 CREATE FUNCTION audience_members_of_opted_out_person() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM audience_member_purge_queue(ARRAY[NEW.id]);
+    INSERT INTO audience_member_purge (audience_id, person_id)
+    SELECT m.audience_id, NEW.id FROM audience_member_sync m WHERE m.person_id = NEW.id
+    UNION
+    SELECT l.audience_id, NEW.id FROM audience_sync_log l
+    WHERE l.status = 'in_progress' AND l.audience_id IS NOT NULL
+    ON CONFLICT DO NOTHING;
     RETURN NULL;
 END
 $$;
@@ -59,9 +60,10 @@ LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE audience_member_sync m SET person_id = NULL, updated_at = now()
     FROM gone g WHERE m.person_id = g.id;
-    IF EXISTS (SELECT 1 FROM audience_sync_log WHERE status = 'in_progress') THEN
-        PERFORM audience_member_purge_queue(ARRAY(SELECT g.id FROM gone g));
-    END IF;
+    INSERT INTO audience_member_purge (audience_id, person_id)
+    SELECT l.audience_id, g.id FROM audience_sync_log l CROSS JOIN gone g
+    WHERE l.status = 'in_progress' AND l.audience_id IS NOT NULL
+    ON CONFLICT DO NOTHING;
     RETURN NULL;
 END
 $$;
