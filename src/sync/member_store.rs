@@ -271,8 +271,9 @@ impl Page {
         self.members.last().map(|m| m.get(1))
     }
 
-    /// Each member with its person. A member whose person was deleted since the page was chosen
-    /// has none and is left out (the next diff deals with it).
+    /// Each member with its person. A member whose person was deleted since the page was chosen,
+    /// or who opted out since (`audience_page_people` leaves them out: a resumed sync runs no
+    /// diff), has none and is left out (the purge or the next diff deals with it).
     pub fn lines(&self) -> impl Iterator<Item = Line<'_>> {
         let members: Vec<Uuid> = self.members.iter().map(|m| m.get(1)).collect();
         let persons: Vec<Uuid> = self.persons.iter().map(|p| p.get(0)).collect();

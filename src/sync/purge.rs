@@ -20,7 +20,7 @@ use super::{log, member_store as store, AudienceLock};
 use crate::app::App;
 use crate::audience::store as audiences;
 use crate::destinations::meta::hashing::HashedRow;
-use crate::destinations::meta::MetaDestination;
+use crate::destinations::meta::{self, MetaDestination};
 use crate::destinations::{DatabaseOnly, Destination, Removal};
 use crate::error::Result;
 
@@ -121,15 +121,19 @@ async fn locked(
     } else {
         // The destination as the sync chooses it; one that never received the audience's
         // members (no platform audience yet) holds none of them: the database side alone.
+        // Its calls, retries included, end in time for the pass (as a sync's do).
         let audience = audiences::get(db, audience_id).await?;
         let meta = app.meta.as_deref();
-        match meta.and_then(|client| MetaDestination::existing(client, &audience)) {
-            Some(mut dest) => remove_all(db, audience_id, &mut dest, first, until).await,
-            None => {
-                let mut dest = DatabaseOnly::<HashedRow>::new("meta");
-                remove_all(db, audience_id, &mut dest, first, until).await
+        meta::client::within(Some(until), async {
+            match meta.and_then(|client| MetaDestination::existing(client, &audience)) {
+                Some(mut dest) => remove_all(db, audience_id, &mut dest, first, until).await,
+                None => {
+                    let mut dest = DatabaseOnly::<HashedRow>::new("meta");
+                    remove_all(db, audience_id, &mut dest, first, until).await
+                }
             }
-        }
+        })
+        .await
     };
     // Whatever happened, people with nothing left on the platform leave the queue.
     store::settle_purge_queue(db, audience_id).await?;

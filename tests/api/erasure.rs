@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::support::fake_meta::{call_counts, FakeMeta, DEFAULT_FAKE_TOKEN};
+use crate::support::fake_meta::{call_counts, FakeMeta, Fault, FaultMatch, DEFAULT_FAKE_TOKEN};
 use crate::support::{self, spawn_app, spawn_app_with, TestApp};
 
 fn opts() -> TickOptions {
@@ -81,13 +81,19 @@ async fn person_id(t: &TestApp, tag: &str) -> Uuid {
 }
 
 async fn erase(t: &TestApp, tag: &str) {
-    let id = person_id(t, tag).await;
+    erase_id(t, person_id(t, tag).await).await
+}
+
+async fn erase_id(t: &TestApp, id: Uuid) {
     let (s, _) = t.delete(&format!("/api/persons/{id}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
 
 async fn opt_out(t: &TestApp, tag: &str) {
-    let id = person_id(t, tag).await;
+    opt_out_id(t, person_id(t, tag).await).await
+}
+
+async fn opt_out_id(t: &TestApp, id: Uuid) {
     let (s, body) = t
         .request(
             "PATCH",
@@ -361,5 +367,125 @@ async fn a_paused_sync_resumed_by_a_pass_never_sends_who_opted_out_meanwhile() {
         member_rows(&t, &id.to_string()).await,
         synced_rows(&["s1", "s3", "s5"])
     );
+    assert_eq!(queued(&t).await, 0);
+}
+
+/// A full sync paused inside its replace session (Meta takes no other change to the audience
+/// until the session closes): the pass's purge waits for the pass to resume and finish it, then
+/// removes what the session received before the pause, in the same pass.
+#[tokio::test]
+async fn a_purge_waits_for_a_paused_replace_session_and_loses_nothing() {
+    let fake = FakeMeta::start().await;
+    let mut meta = fake.meta_config_with(DEFAULT_FAKE_TOKEN, 3);
+    meta.timeout = Duration::from_secs(60);
+    let t = spawn_app_with(Some(meta)).await;
+    let seg = t.segment("Big").await;
+    // Three pages: the first batch goes out while the second page is read, the deadline passes
+    // during it (slow), the second batch is sent at the pause and the third page waits.
+    t.people_in_segment(seg, "big", 21_000).await;
+    let a = t
+        .create_audience(json!({"name": "big", "segment_id": seg, "auto_sync": true}))
+        .await;
+    let id = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
+    fake.inject(Fault::delay(
+        FaultMatch::route("POST", "/usersreplace"),
+        1,
+        Duration::from_secs(15),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let first = run(
+        &t.app,
+        id,
+        Some(SyncType::Full),
+        &NoProgress,
+        Some(deadline),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status, SyncStatus::Paused, "{first:?}");
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    let meta_id = a["meta_audience_id"].as_str().unwrap().to_string();
+    assert!(fake.replace_in_progress(&meta_id));
+
+    // Two people the session received, one it has not yet.
+    let sent: Vec<Uuid> = support::column(
+        &t.db,
+        "SELECT person_id FROM audience_member_sync WHERE audience_id = $1 AND is_synced \
+         ORDER BY person_id LIMIT 2",
+        &[&id],
+    )
+    .await;
+    let waiting: Vec<Uuid> = support::column(
+        &t.db,
+        "SELECT person_id FROM audience_member_joiner WHERE audience_id = $1 LIMIT 1",
+        &[&id],
+    )
+    .await;
+    let emails: Vec<String> = support::column(
+        &t.db,
+        "SELECT lower(email) FROM person WHERE id = ANY($1) ORDER BY id",
+        &[&[sent[0], sent[1], waiting[0]].to_vec()],
+    )
+    .await;
+    opt_out_id(&t, sent[0]).await;
+    erase_id(&t, sent[1]).await;
+    opt_out_id(&t, waiting[0]).await;
+
+    let summary = tick(&t.app, opts()).await.unwrap();
+    assert_eq!((summary.resumed, summary.completed), (1, 1), "{summary:?}");
+    assert_eq!(purge_counts(&summary), (1, 2, 0), "{summary:?}");
+    let held: BTreeSet<String> = fake
+        .members(&meta_id)
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    for email in &emails {
+        assert!(!held.contains(&sha(email)), "Meta no longer holds {email}");
+    }
+    assert_eq!(fake.member_count(&meta_id), 21_000 - 3);
+    // Every call answered: no removal was sent into the open session; the one removal came
+    // after the session's last batch.
+    let calls = fake.calls();
+    assert!(
+        calls.iter().all(|c| c.status == 200),
+        "{:?}",
+        calls.iter().filter(|c| c.status != 200).collect::<Vec<_>>()
+    );
+    let members_calls: Vec<(String, usize, bool)> = calls
+        .iter()
+        .filter(|c| c.path.ends_with("/usersreplace") || c.path.ends_with("/users"))
+        .map(|c| {
+            (
+                c.method.clone(),
+                c.rows,
+                c.session.is_some_and(|s| s.last_batch_flag),
+            )
+        })
+        .collect();
+    assert_eq!(
+        members_calls,
+        [
+            ("POST".to_string(), 10_000, false),
+            ("POST".to_string(), 10_000, false),
+            ("POST".to_string(), 999, true),
+            ("DELETE".to_string(), 2, false),
+        ]
+    );
+    let rows = support::count(
+        &t.db,
+        "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND is_synced \
+           AND person_id IS NOT NULL AND NOT removal_pending",
+        &[&id],
+    )
+    .await;
+    assert_eq!(rows, 21_000 - 3);
+    let others = support::count(
+        &t.db,
+        "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 \
+           AND NOT (is_synced AND person_id IS NOT NULL AND NOT removal_pending)",
+        &[&id],
+    )
+    .await;
+    assert_eq!(others, 0);
     assert_eq!(queued(&t).await, 0);
 }
