@@ -302,19 +302,18 @@ pub async fn clear_checkpoint(db: &impl GenericClient, log_id: Uuid) -> Result<(
     Ok(())
 }
 
-/// A full sync of the audience paused (or died) inside a platform replace session that may still
-/// be open: Meta takes no other change to the audience while one is (META_API.md), and what the
-/// session received before the pause would come back when it completes. Meta closes a session
-/// 90 minutes after its first batch, which follows the sync's start closely; past that window a
-/// stale row does not matter.
+/// A full sync of the audience paused inside a platform replace session, or failed leaving one
+/// ([`unfinished_replace`]), that may still be open: Meta takes no other change to the audience
+/// while it is (META_API.md), and what the session received would come back when it ends. Past
+/// the session's life a stale row does not matter.
 pub async fn replace_may_be_open(db: &impl GenericClient, audience_id: Uuid) -> Result<bool> {
     let row = db
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM audience_sync_log \
-                            WHERE audience_id = $1 AND status = 'in_progress' \
-                              AND checkpoint->>'pass' = 'replace' \
-                              AND started_at > now() - interval '95 minutes')",
-            &[&audience_id],
+                            WHERE audience_id = $1 AND status IN ('in_progress', 'failed') \
+                              AND checkpoint ->> 'pass' = 'replace' \
+                              AND started_at > now() - $2::text::interval)",
+            &[&audience_id, &REPLACE_SESSION_LIFE],
         )
         .await?;
     Ok(row.get(0))

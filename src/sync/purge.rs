@@ -30,8 +30,9 @@ pub enum Wait {
     /// A sync holds the audience's lock. When it read its pages after the opt-out or erasure,
     /// it never sent the person; whatever it did send stays queued for the next pass.
     Busy,
-    /// A paused full sync's replace session may be open on the platform, which takes no
-    /// removals meanwhile (and would restore what it received before the pause).
+    /// A full sync's replace session (paused, or left by a failed sync until the next sync
+    /// closes it) may be open on the platform, which takes no removals meanwhile, and what the
+    /// session received would come back when it ends.
     ReplaceOpen,
     /// The platform refused the removal (Meta: the audience would become too small).
     Refused,
