@@ -245,16 +245,17 @@ pub async fn member_metrics(db: &impl GenericClient, id: Uuid) -> Result<Value> 
     }))
 }
 
-/// Due: active, auto-synced, and never synced or synced `sync_interval_hours` ago; a failed one
-/// is retried after at most an hour; a paused one as soon as possible.
+/// Due: a paused sync, whatever the audience's settings (one started through the API and out of
+/// time is the scheduler's to finish); else active, auto-synced, and never synced or synced
+/// `sync_interval_hours` ago; a failed one is retried after at most an hour.
 const CLAIM_NEXT: &str = "\
     WITH next AS ( \
         SELECT a.id FROM custom_audience a \
-        WHERE a.is_active AND a.auto_sync AND a.id <> ALL($2) \
+        WHERE a.id <> ALL($2) \
           AND (a.sync_claimed_until IS NULL OR a.sync_claimed_until < now()) \
-          AND ( EXISTS (SELECT 1 FROM audience_sync_log l WHERE l.audience_id = a.id \
-                        AND l.status = 'in_progress' AND l.checkpoint IS NOT NULL) \
-             OR ( (a.last_synced_at IS NULL \
+          AND ( a.id IN (SELECT l.audience_id FROM audience_sync_log l \
+                         WHERE l.status = 'in_progress' AND l.checkpoint IS NOT NULL) \
+             OR a.is_active AND a.auto_sync AND ( (a.last_synced_at IS NULL \
                    OR a.last_synced_at + make_interval(hours => a.sync_interval_hours) <= now()) \
               AND (a.status <> 'failed' OR a.last_attempted_at IS NULL \
                    OR a.last_attempted_at + LEAST(make_interval(hours => a.sync_interval_hours), \
