@@ -201,10 +201,11 @@ impl Client {
 
     async fn read(&mut self, known: &Known) {
         let ok = &[StatusCode::OK];
+        // `limit`: list routes answer a page (DESIGN §8.4), as a client pages through them.
         let (method, path, body) = match rand::random_range(0..5u32) {
             0 => (
                 Method::GET,
-                "/api/audiences?is_active=true".to_string(),
+                "/api/audiences?is_active=true&limit=100".to_string(),
                 None,
             ),
             1 => (
@@ -212,7 +213,7 @@ impl Client {
                 format!("/api/audiences/{}?include=metrics", known.any_audience()),
                 None,
             ),
-            2 => (Method::GET, "/api/segments".to_string(), None),
+            2 => (Method::GET, "/api/segments?limit=100".to_string(), None),
             3 => (
                 Method::GET,
                 format!("/api/segments/{}", known.any_segment()),
@@ -671,6 +672,14 @@ fn check_loopback(url: &str) -> anyhow::Result<String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+/// The 1-minute load average (Linux), or "?".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
 /// The server to load: the one at `--url`, or one started here.
 fn target(args: &Args) -> anyhow::Result<(Option<Server>, String, String)> {
     if let Some(url) = &args.url {
@@ -772,8 +781,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             return Err(e);
         }
     };
+    let before = load_average();
     let (tally, secs) = mix(&http, &base, &known, args.clients, args.seconds).await?;
     report(&tally, secs);
+    // What else the machine was doing: the figures mean little on a busy one.
+    println!(
+        "machine load average (1 min): {before} before the run, {} after",
+        load_average()
+    );
     let unreadable = readback(&http, &base, &known).await;
     println!(
         "readback: {} audiences and {} segments created during the run, {} not readable",
