@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -588,6 +589,18 @@ impl Server {
             "PORT",
         ] {
             command.env_remove(var);
+        }
+        // Should this tool die without stopping it (a kill, a panic), the server gets Ctrl-C and
+        // stops its PostgreSQL. The signal follows the thread that forks: this runs in the main
+        // future of `#[tokio::main]`, on the main thread, which lives as long as the process.
+        // SAFETY: prctl only, between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         let mut child = command
             .spawn()
