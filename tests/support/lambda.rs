@@ -23,6 +23,11 @@ pub async fn invoke(t: &TestApp, group: Group, event: &str, id: Option<&str>) ->
         .oneshot(req)
         .await
         .expect("the router answers every request");
+    read(resp).await
+}
+
+/// A response's status and JSON body.
+async fn read(resp: axum::response::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
@@ -62,9 +67,5 @@ pub async fn post_within(
         .oneshot(req)
         .await
         .expect("the router answers every request");
-    let status = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .expect("response body");
-    (status, serde_json::from_slice(&bytes).expect("JSON body"))
+    read(resp).await
 }
