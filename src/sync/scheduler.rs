@@ -37,8 +37,12 @@ impl TickOptions {
 
 /// One pass: what [`super::run_many`] does with [`Batch::Due`], summarized in the log.
 pub async fn tick(app: &App, opts: TickOptions) -> Result<Tally> {
+    let started = Instant::now();
     let tally = super::run_many(app, &Batch::Due(opts), &NoProgress).await?;
+    // What a pass costs shows in the log: one with nothing to do should take milliseconds.
+    let elapsed_ms = (started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
     tracing::info!(
+        elapsed_ms,
         claimed = tally.claimed,
         completed = tally.completed,
         failed = tally.failed,
