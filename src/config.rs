@@ -59,6 +59,10 @@ impl Default for SyncSettings {
     }
 }
 
+/// How often `audiences serve` runs a scheduler pass unless told otherwise: as often as the
+/// template's schedule starts the scheduled Lambda.
+pub const DEFAULT_SCHEDULER_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Every setting of the service. Nothing else reads the environment.
 #[derive(Clone)]
 pub struct Config {
@@ -75,6 +79,10 @@ pub struct Config {
     /// 300 s elsewhere.
     pub db_statement_timeout: Duration,
     pub sync: SyncSettings,
+    /// `SCHEDULER_INTERVAL_SECONDS` (default 60; 0: off): how often `audiences serve` runs a
+    /// scheduler pass in-process. `None`: no pass (`serve --no-scheduler`); unused in Lambda,
+    /// where EventBridge starts the passes.
+    pub scheduler_interval: Option<Duration>,
     /// JSON log lines: in Lambda, or when `AWS_LAMBDA_LOG_FORMAT=JSON`.
     pub log_json: bool,
     /// `RUST_LOG`: the log filter (default `info`).
@@ -94,6 +102,7 @@ impl fmt::Debug for Config {
             .field("db_ca_bundle", &self.db_ca_bundle)
             .field("db_statement_timeout", &self.db_statement_timeout)
             .field("sync", &self.sync)
+            .field("scheduler_interval", &self.scheduler_interval)
             .field("log_json", &self.log_json)
             .field("log_filter", &self.log_filter)
             .finish()
@@ -215,6 +224,11 @@ impl Config {
                 reserve: seconds("SYNC_RESERVE_SECONDS", defaults.reserve)?,
                 lease: seconds("SYNC_LEASE_SECONDS", defaults.lease)?,
             },
+            scheduler_interval: Some(seconds(
+                "SCHEDULER_INTERVAL_SECONDS",
+                DEFAULT_SCHEDULER_INTERVAL,
+            )?)
+            .filter(|i| !i.is_zero()),
             log_json: get(vars, "AWS_LAMBDA_LOG_FORMAT")
                 .is_some_and(|f| f.trim().eq_ignore_ascii_case("json")),
             log_filter: get(vars, "RUST_LOG"),
@@ -340,6 +354,18 @@ mod tests {
         assert_eq!(c.db_pool_size, 1);
         let err = Config::from_vars(&vars(&[("DB_POOL_SIZE", "0")])).unwrap_err();
         assert_eq!(err.var(), "DB_POOL_SIZE");
+    }
+
+    #[test]
+    fn scheduler_interval_defaults_to_a_minute_and_zero_turns_it_off() {
+        let c = Config::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.scheduler_interval, Some(Duration::from_secs(60)));
+        let c = Config::from_vars(&vars(&[("SCHEDULER_INTERVAL_SECONDS", "5")])).unwrap();
+        assert_eq!(c.scheduler_interval, Some(Duration::from_secs(5)));
+        let c = Config::from_vars(&vars(&[("SCHEDULER_INTERVAL_SECONDS", "0")])).unwrap();
+        assert_eq!(c.scheduler_interval, None);
+        let err = Config::from_vars(&vars(&[("SCHEDULER_INTERVAL_SECONDS", "-1")])).unwrap_err();
+        assert_eq!(err.var(), "SCHEDULER_INTERVAL_SECONDS");
     }
 
     #[test]

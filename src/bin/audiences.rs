@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -28,12 +29,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply migrations and serve the REST API on 127.0.0.1. Without DATABASE_URL, starts a local
-    /// PostgreSQL (data under .local/) and stops it on exit.
+    /// Apply migrations and serve the REST API on 127.0.0.1, running a scheduler pass every
+    /// SCHEDULER_INTERVAL_SECONDS (default 60). Without DATABASE_URL, starts a local PostgreSQL
+    /// (data under .local/) and stops it on exit.
     Serve {
         /// The port on 127.0.0.1 (default: `PORT`, else 3000).
         #[arg(long)]
         port: Option<u16>,
+        /// Run no scheduler passes: audiences sync only when asked (`tick`, `sync`, the API).
+        #[arg(long)]
+        no_scheduler: bool,
     },
     /// Apply pending migrations to DATABASE_URL (or the local database).
     Migrate,
@@ -109,7 +114,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let result = match cli.command {
         Command::Migrate => Ok(serde_json::json!({ "migrations_applied": applied })),
-        Command::Serve { port } => serve(&config, port.unwrap_or(config.port), &url).await,
+        Command::Serve { port, no_scheduler } => {
+            let scheduler = config.scheduler_interval.filter(|_| !no_scheduler);
+            serve(&config, port.unwrap_or(config.port), scheduler, &url).await
+        }
         Command::Tick { budget_seconds } => tick(&config, budget_seconds).await,
         Command::Sync {
             audience_id,
@@ -121,7 +129,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: &Config, port: u16, url: &str) -> anyhow::Result<serde_json::Value> {
+async fn serve(
+    config: &Config,
+    port: u16,
+    scheduler: Option<Duration>,
+    url: &str,
+) -> anyhow::Result<serde_json::Value> {
     let app = App::build(config).await?;
     let (listener, addr) = server::bind(port)
         .await
@@ -133,7 +146,14 @@ async fn serve(config: &Config, port: u16, url: &str) -> anyhow::Result<serde_js
             "Meta is not configured (META_ACCESS_TOKEN unset): syncs do the database side only"
         );
     }
-    server::serve(app, listener, async {
+    match scheduler {
+        Some(every) => eprintln!(
+            "scheduler: a pass every {} s (SCHEDULER_INTERVAL_SECONDS; --no-scheduler turns it off)",
+            every.as_secs()
+        ),
+        None => eprintln!("scheduler: off (audiences sync only when asked)"),
+    }
+    server::run(app, listener, scheduler, async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down");
     })
@@ -143,7 +163,7 @@ async fn serve(config: &Config, port: u16, url: &str) -> anyhow::Result<serde_js
 
 async fn tick(config: &Config, budget_seconds: u64) -> anyhow::Result<serde_json::Value> {
     let app = App::build(config).await?;
-    let opts = TickOptions::new(std::time::Duration::from_secs(budget_seconds), &app.sync);
+    let opts = TickOptions::new(Duration::from_secs(budget_seconds), &app.sync);
     Ok(serde_json::to_value(scheduler::tick(&app, opts).await?)?)
 }
 

@@ -1,8 +1,9 @@
-//! The scheduler pass, shared by the `scheduled-sync` Lambda and `audiences tick`: remove erased
-//! and opted-out people from every audience's platform ([`purge`]), then claim due audiences one
-//! at a time (`FOR UPDATE SKIP LOCKED`, so concurrent passes share the work), sync each through
-//! the engine, and stop claiming when the invocation's time runs short. A sync that does not fit
-//! pauses at a checkpoint; a later pass resumes it.
+//! The scheduler pass, shared by the `scheduled-sync` Lambda, `audiences tick` and `audiences
+//! serve` (in-process at an interval: [`run_every`]): remove erased and opted-out people from
+//! every audience's platform ([`purge`]), then claim due audiences one at a time (`FOR UPDATE
+//! SKIP LOCKED`, so concurrent passes share the work), sync each through the engine, and stop
+//! claiming when the invocation's time runs short. A sync that does not fit pauses at a
+//! checkpoint; a later pass resumes it.
 
 use std::time::{Duration, Instant};
 
@@ -37,8 +38,12 @@ impl TickOptions {
 
 /// One pass: what [`super::run_many`] does with [`Batch::Due`], summarized in the log.
 pub async fn tick(app: &App, opts: TickOptions) -> Result<Tally> {
+    let started = Instant::now();
     let tally = super::run_many(app, &Batch::Due(opts), &NoProgress).await?;
+    // What a pass costs shows in the log: one with nothing to do should take milliseconds.
+    let elapsed_ms = (started.elapsed().as_secs_f64() * 1e5).round() / 100.0;
     tracing::info!(
+        elapsed_ms,
         claimed = tally.claimed,
         completed = tally.completed,
         failed = tally.failed,
@@ -70,6 +75,33 @@ pub(super) async fn pass(app: &App, opts: &TickOptions, tally: &mut Tally) -> Re
     tally.purged = (first.removed + second.removed) as usize;
     tally.purge_waiting = waiting.len() + second.waiting.len();
     Ok(())
+}
+
+/// The least time an in-process pass gets: a local process has no invocation limit, so a
+/// pass is not cut to a short interval (a sync paused and resumed every few seconds would
+/// redo its setup each time); a pass that runs past the interval delays the next one.
+const MIN_SERVE_PASS: Duration = Duration::from_secs(5 * 60);
+
+/// `audiences serve`'s scheduler: a pass at once, then one every `interval`, for ever (the
+/// caller stops it by dropping or aborting the task). One pass at a time: a pass that runs
+/// longer than the interval delays the next, which then starts as soon as it ends. A pass that
+/// fails (the database unreachable) is logged and the next one tries again.
+///
+/// Dropped mid-pass (Ctrl-C), the sync in progress stops where it is, as when a Lambda dies:
+/// its lock's connection is closed (see [`super::AudienceLock`]), its log row stays
+/// `in_progress` with the checkpoint of its last finished batch, and once its claim expires
+/// (`SYNC_LEASE_SECONDS`) the next pass or sync resumes it from there (one that had not
+/// reached a checkpoint yet is failed as abandoned and started again).
+pub async fn run_every(app: App, interval: Duration) {
+    let mut passes = tokio::time::interval(interval);
+    passes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        passes.tick().await;
+        let opts = TickOptions::new(interval.max(MIN_SERVE_PASS), &app.sync);
+        if let Err(e) = tick(&app, opts).await {
+            tracing::error!(error = %e, "scheduler pass failed");
+        }
+    }
 }
 
 /// Claims and syncs due audiences until none is left or the time runs short. An audience this

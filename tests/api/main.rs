@@ -29,6 +29,7 @@ mod persons;
 mod scheduler;
 mod segment_props;
 mod segments;
+mod serve_scheduler;
 mod sql_functions;
 mod sync_db;
 mod sync_meta;

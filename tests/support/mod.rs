@@ -108,16 +108,23 @@ pub fn test_config() -> Config {
     Config::from_vars(&|_| None).expect("the defaults are a valid configuration")
 }
 
-/// The service against a fresh database, built as `main` builds it ([`App::build`]) from the
-/// default configuration as `configure` changes it.
+/// The service against a fresh database, built and served as `main` does ([`App::build`],
+/// [`server::run`]) from the default configuration as `configure` changes it. No in-process
+/// scheduler unless `configure` sets `scheduler_interval`: tests run their passes themselves.
 pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestApp {
     let db_url = fresh_database().await;
     let mut config = test_config();
     config.database_url = Some(db_url.clone());
+    config.scheduler_interval = None;
     configure(&mut config);
     let app = App::build(&config).await.expect("app");
     let (listener, addr) = server::bind(0).await.expect("bind");
-    tokio::spawn(server::serve(app.clone(), listener, std::future::pending()));
+    tokio::spawn(server::run(
+        app.clone(),
+        listener,
+        config.scheduler_interval,
+        std::future::pending(),
+    ));
     TestApp {
         app,
         base: format!("http://{addr}"),
