@@ -1,7 +1,10 @@
 //! End-to-end sync bench: a segment of BENCH_MEMBERS people (default 1,000,000) synced into an
-//! audience against a real PostgreSQL (DATABASE_URL, or a throwaway local server), first with
-//! Meta not configured, then against the fake Graph API on loopback; then a 1% churn sync.
-//! Prints times, rates and the process's peak memory. `cargo bench --bench sync`.
+//! audience against a real PostgreSQL (DATABASE_URL, or a throwaway local server): a rule
+//! segment's refresh (from empty, nothing changed, after 1,000 people changed); the first full
+//! sync and a sync with nothing changed, with Meta not configured and against the fake Graph API
+//! on loopback; then one change, 1% churn, and an update pass. Prints times, rates and the
+//! process's peak memory: numbers, not pass/fail. `cargo bench --bench sync` (release), or the
+//! CI smoke run `.ci/bench-smoke` (debug build, 20,000 members).
 
 #[path = "../tests/support/fake_meta/mod.rs"]
 mod fake_meta;
@@ -142,26 +145,52 @@ async fn main() {
         .await
         .unwrap()
         .get(0);
-    for label in [
+    timed_refresh(
+        &client,
+        rule_segment,
         "segment refresh, rule over all people, from empty",
+        n,
+    )
+    .await;
+    timed_refresh(
+        &client,
+        rule_segment,
         "segment refresh, rule, nothing changed",
-    ] {
-        let started = Instant::now();
-        let r = segment::refresh(&client, rule_segment).await.unwrap();
-        println!(
-            "{label:<52} {:>8.2} s  ({n} people, {} members)",
-            started.elapsed().as_secs_f64(),
-            r.member_count
-        );
-    }
+        n,
+    )
+    .await;
+    // 1,000 people's trait moves by 5: each of them joins or leaves the rule's segment.
+    client
+        .execute(
+            "UPDATE person SET attributes = jsonb_build_object('total_renders', \
+                 ((attributes->>'total_renders')::int + 5) % 10), updated_at = now() \
+             WHERE id IN (SELECT id FROM person ORDER BY id LIMIT 1000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    timed_refresh(
+        &client,
+        rule_segment,
+        "segment refresh, rule, after 1,000 people changed",
+        n,
+    )
+    .await;
 
-    // Meta not configured: the database side alone.
+    // Meta not configured: the database side alone (members hashed and stored, nothing sent).
     let mut settings = Config::from_vars(&|_| None).unwrap();
     settings.database_url = Some(url.clone());
     settings.db_pool_size = 4;
     let app = App::build(&settings).await.unwrap();
     let a = new_audience(&app, "bench db-only", segment).await;
-    timed_sync(&app, a, SyncType::Full, "full sync, database only", members).await;
+    timed_sync(
+        &app,
+        a,
+        SyncType::Full,
+        "first full sync, database only",
+        members,
+    )
+    .await;
     timed_sync(
         &app,
         a,
@@ -172,7 +201,7 @@ async fn main() {
     .await;
 
     // Against the fake Graph API (which holds every row in this same process: its memory
-    // counts in the peak below).
+    // counts in the peak below, and it competes for the same cores).
     let fake = fake_meta::FakeMeta::start().await;
     let mut config = fake.meta_config();
     config.timeout = Duration::from_secs(120);
@@ -184,7 +213,26 @@ async fn main() {
         &app,
         b,
         SyncType::Full,
-        "full sync to Meta (fake, loopback)",
+        "first full sync to Meta (fake, loopback)",
+        members,
+    )
+    .await;
+    timed_sync(
+        &app,
+        b,
+        SyncType::Incremental,
+        "incremental, no change, to Meta",
+        members,
+    )
+    .await;
+
+    // One change: one person joins the segment.
+    join_segment(&client, segment, 1, "one").await;
+    timed_sync(
+        &app,
+        b,
+        SyncType::Incremental,
+        "incremental, 1 change (a joiner), to Meta",
         members,
     )
     .await;
@@ -198,15 +246,7 @@ async fn main() {
         )
         .await
         .unwrap();
-    client
-        .execute(
-            "WITH p AS (INSERT INTO person (email, country) \
-                        SELECT 'joiner' || i || '@example.com', 'US' FROM generate_series(1, $2) i RETURNING id) \
-             INSERT INTO segment_member (segment_id, person_id) SELECT $1, id FROM p",
-            &[&segment, &churn],
-        )
-        .await
-        .unwrap();
+    join_segment(&client, segment, churn, "joiner").await;
     timed_sync(
         &app,
         b,
@@ -219,19 +259,43 @@ async fn main() {
         &app,
         b,
         SyncType::Update,
-        "update (re-hash all, none changed), Meta",
+        "update (re-hash all, none changed), to Meta",
         members,
     )
     .await;
+    let held = {
+        let db = app.pool.get().await.unwrap();
+        let meta_id = audience::store::get(&**db, b)
+            .await
+            .unwrap()
+            .meta_audience_id
+            .unwrap();
+        fake.member_count(&meta_id)
+    };
+    println!("fake Meta holds {held} members");
+}
+
+/// `count` new people (emails `<prefix><i>@example.com`) join `segment`.
+async fn join_segment(client: &tokio_postgres::Client, segment: Uuid, count: i32, prefix: &str) {
+    client
+        .execute(
+            "WITH p AS (INSERT INTO person (email, country) \
+                        SELECT $3 || i || '@example.com', 'US' FROM generate_series(1, $2) i RETURNING id) \
+             INSERT INTO segment_member (segment_id, person_id) SELECT $1, id FROM p",
+            &[&segment, &count, &prefix],
+        )
+        .await
+        .unwrap();
+}
+
+async fn timed_refresh(client: &tokio_postgres::Client, segment: Uuid, label: &str, people: i32) {
+    let started = Instant::now();
+    let r = segment::refresh(client, segment).await.unwrap();
     println!(
-        "fake Meta holds {} members",
-        fake.member_count(&{
-            let db = app.pool.get().await.unwrap();
-            audience::store::get(&**db, b)
-                .await
-                .unwrap()
-                .meta_audience_id
-                .unwrap()
-        })
+        "{label:<52} {:>8.2} s  ({people} people, {} members, {} joined, {} left)",
+        started.elapsed().as_secs_f64(),
+        r.member_count,
+        r.joined,
+        r.left
     );
 }
