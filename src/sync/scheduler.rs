@@ -69,5 +69,12 @@ pub(super) async fn pass(app: &App, opts: &TickOptions, tally: &mut Tally) -> Re
         audiences::release_claim(&**db, id).await?;
         tally.add(id, outcome);
     }
+    // What every consumer has read goes; a pass with nothing to do deletes nothing (an index
+    // probe).
+    let db = crate::db::get(&app.pool).await?;
+    let trimmed = super::change_log::trim(&**db).await?;
+    if trimmed > 0 {
+        tracing::info!(trimmed, "change log trimmed");
+    }
     Ok(())
 }
