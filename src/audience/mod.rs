@@ -70,6 +70,8 @@ pub struct Audience {
     pub lookalike_percentage: Option<i32>,
     pub rule: Option<Value>,
     pub auto_sync: bool,
+    /// Synced at every scheduler pass in which its members changed (DESIGN §8.2).
+    pub realtime: bool,
     pub sync_interval_hours: i32,
     pub last_synced_at: Option<DateTime<Utc>>,
     pub is_active: bool,
@@ -96,6 +98,7 @@ impl Audience {
             lookalike_percentage: self.lookalike_percentage,
             rule: self.rule.clone(),
             auto_sync: self.auto_sync,
+            realtime: self.realtime,
             sync_interval_hours: self.sync_interval_hours,
             is_active: self.is_active,
             meta_business_account_id: self.meta_business_account_id.clone(),
@@ -115,6 +118,7 @@ pub struct AudienceSpec {
     pub lookalike_percentage: Option<i32>,
     pub rule: Option<Value>,
     pub auto_sync: bool,
+    pub realtime: bool,
     pub sync_interval_hours: i32,
     pub is_active: bool,
     pub meta_business_account_id: Option<String>,
@@ -133,6 +137,7 @@ pub struct NewAudience {
     pub lookalike_percentage: Option<i32>,
     pub rule: Option<Value>,
     pub auto_sync: Option<bool>,
+    pub realtime: Option<bool>,
     pub sync_interval_hours: Option<i32>,
     pub is_active: Option<bool>,
     pub meta_business_account_id: Option<String>,
@@ -151,6 +156,7 @@ impl NewAudience {
             lookalike_percentage: self.lookalike_percentage,
             rule: self.rule,
             auto_sync: self.auto_sync.unwrap_or(false),
+            realtime: self.realtime.unwrap_or(false),
             sync_interval_hours: self.sync_interval_hours.unwrap_or(24),
             is_active: self.is_active.unwrap_or(true),
             meta_business_account_id: self.meta_business_account_id,
@@ -180,6 +186,8 @@ pub struct AudiencePatch {
     #[serde(default, deserialize_with = "input::present")]
     pub auto_sync: Option<Option<bool>>,
     #[serde(default, deserialize_with = "input::present")]
+    pub realtime: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "input::present")]
     pub sync_interval_hours: Option<Option<i32>>,
     #[serde(default, deserialize_with = "input::present")]
     pub is_active: Option<Option<bool>>,
@@ -197,6 +205,9 @@ impl AudiencePatch {
         }
         if let Some(v) = self.auto_sync {
             s.auto_sync = input::required("auto_sync", v)?;
+        }
+        if let Some(v) = self.realtime {
+            s.realtime = input::required("realtime", v)?;
         }
         if let Some(v) = self.sync_interval_hours {
             s.sync_interval_hours = input::required("sync_interval_hours", v)?;

@@ -17,7 +17,7 @@ use crate::input::{Cursor, Page, PageRequest};
 const COLUMNS: &str = "id, name, description, meta_audience_id, meta_business_account_id, \
     segment_id, audience_type, lookalike_country, lookalike_percentage, rule, auto_sync, \
     sync_interval_hours, last_synced_at, is_active, status, total_synced, sync_error_message, \
-    meta_seed_audience_id, created_at, updated_at, meta_metrics";
+    meta_seed_audience_id, created_at, updated_at, meta_metrics, realtime";
 
 impl Audience {
     fn from_row(row: &Row) -> Self {
@@ -33,6 +33,7 @@ impl Audience {
             lookalike_percentage: row.get("lookalike_percentage"),
             rule: row.get("rule"),
             auto_sync: row.get("auto_sync"),
+            realtime: row.get("realtime"),
             sync_interval_hours: row.get("sync_interval_hours"),
             last_synced_at: row.get("last_synced_at"),
             is_active: row.get("is_active"),
@@ -114,7 +115,7 @@ async fn one(db: &impl GenericClient, id: Uuid, lock: &str) -> Result<Audience> 
 }
 
 /// The settable columns, in the order of `spec_params`.
-const SPEC_COLUMNS: [&str; 12] = [
+const SPEC_COLUMNS: [&str; 13] = [
     "name",
     "description",
     "audience_type",
@@ -123,13 +124,14 @@ const SPEC_COLUMNS: [&str; 12] = [
     "lookalike_percentage",
     "rule",
     "auto_sync",
+    "realtime",
     "sync_interval_hours",
     "is_active",
     "meta_business_account_id",
     "meta_audience_id",
 ];
 
-fn spec_params(s: &AudienceSpec) -> [&(dyn ToSql + Sync); 12] {
+fn spec_params(s: &AudienceSpec) -> [&(dyn ToSql + Sync); 13] {
     [
         &s.name,
         &s.description,
@@ -139,6 +141,7 @@ fn spec_params(s: &AudienceSpec) -> [&(dyn ToSql + Sync); 12] {
         &s.lookalike_percentage,
         &s.rule,
         &s.auto_sync,
+        &s.realtime,
         &s.sync_interval_hours,
         &s.is_active,
         &s.meta_business_account_id,
@@ -246,8 +249,12 @@ pub async fn member_metrics(db: &impl GenericClient, id: Uuid) -> Result<Value> 
 }
 
 /// Due: a paused sync, whatever the audience's settings (one started through the API and out of
-/// time is the scheduler's to finish); else active, auto-synced, and never synced or synced
-/// `sync_interval_hours` ago; a failed one is retried after at most an hour.
+/// time is the scheduler's to finish); else active, and either auto-synced and never synced or
+/// synced `sync_interval_hours` ago (a failed one is retried after at most an hour), or
+/// real-time with changes its last diff did not see, for its segment or for a person (one of its
+/// members, unless its segment has a rule, which any person may come to match) (a failed one
+/// retried after a few minutes). With nothing to do, this is a scan of the (few) audiences plus
+/// two probes of `idx_change_log_segment_xid` per real-time audience.
 const CLAIM_NEXT: &str = "\
     WITH next AS ( \
         SELECT a.id FROM custom_audience a \
@@ -255,11 +262,27 @@ const CLAIM_NEXT: &str = "\
           AND (a.sync_claimed_until IS NULL OR a.sync_claimed_until < now()) \
           AND ( a.id IN (SELECT l.audience_id FROM audience_sync_log l \
                          WHERE l.status = 'in_progress' AND l.checkpoint IS NOT NULL) \
-             OR a.is_active AND a.auto_sync AND ( (a.last_synced_at IS NULL \
+             OR a.is_active AND a.auto_sync \
+              AND (a.last_synced_at IS NULL \
                    OR a.last_synced_at + make_interval(hours => a.sync_interval_hours) <= now()) \
               AND (a.status <> 'failed' OR a.last_attempted_at IS NULL \
                    OR a.last_attempted_at + LEAST(make_interval(hours => a.sync_interval_hours), \
-                                                  interval '1 hour') <= now()) ) ) \
+                                                  interval '1 hour') <= now()) \
+             OR ( a.is_active AND a.realtime AND a.segment_id IS NOT NULL \
+              AND (a.changes_from IS NULL \
+                   OR EXISTS (SELECT 1 FROM change_log c \
+                              WHERE c.segment_id = a.segment_id AND c.xid >= a.changes_from \
+                                AND NOT pg_visible_in_snapshot(c.xid, a.changes_seen)) \
+                   OR EXISTS (SELECT 1 FROM change_log c \
+                              WHERE c.segment_id IS NULL AND c.xid >= a.changes_from \
+                                AND NOT pg_visible_in_snapshot(c.xid, a.changes_seen) \
+                                AND (EXISTS (SELECT 1 FROM segment s \
+                                             WHERE s.id = a.segment_id AND s.rule IS NOT NULL) \
+                                  OR EXISTS (SELECT 1 FROM segment_member sm \
+                                             WHERE sm.segment_id = a.segment_id \
+                                               AND sm.person_id = c.person_id)))) \
+              AND (a.status <> 'failed' OR a.last_attempted_at IS NULL \
+                   OR a.last_attempted_at + interval '5 minutes' <= now()) ) ) \
         ORDER BY a.last_synced_at NULLS FIRST, a.id \
         LIMIT 1 FOR UPDATE SKIP LOCKED) \
     UPDATE custom_audience a SET sync_claimed_until = now() + make_interval(secs => $1) \

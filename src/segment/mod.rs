@@ -120,10 +120,21 @@ pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<()> {
     )))
 }
 
-/// Brings the segment's members to its rule, or for a manual segment recounts them.
+/// Brings the segment's members to its rule, or for a manual segment recounts them (when they
+/// changed). A rule is re-evaluated only for the people changed since the last refresh when
+/// the change log covers that; in full when it does not (never refreshed, the last full
+/// evaluation is a day old, the log was trimmed past it) or when the rule reads `updated_at`.
 pub async fn refresh(db: &impl GenericClient, id: Uuid) -> Result<Refreshed> {
-    match valid_rule(&store::rule(db, id).await?)? {
-        Some(rule) => store::refresh_rule(db, id, &rule).await,
+    let (rule, covered) = store::rule_and_coverage(db, id).await?;
+    match valid_rule(&rule)? {
+        Some(rule) => {
+            if covered && !rule.reads_updated_at() {
+                if let Some(r) = store::refresh_changed(db, id, &rule).await? {
+                    return Ok(r);
+                }
+            }
+            store::refresh_rule(db, id, &rule).await
+        }
         None => Ok(Refreshed {
             joined: 0,
             left: 0,

@@ -268,6 +268,18 @@ impl Rule {
         parse_node(&Path(prefix.to_string()), value, 1, &mut conditions)
     }
 
+    /// Whether the rule reads `updated_at`, which the change log leaves out (migrations/ V6):
+    /// such a rule is evaluated in full at every refresh. (Rules reading the clock,
+    /// `within_last_days`, follow the changes and are evaluated in full daily, as every rule:
+    /// people leave their window as days pass.)
+    pub fn reads_updated_at(&self) -> bool {
+        match self {
+            Rule::Condition(c) => c.attribute == Attribute::Column(Column::UpdatedAt),
+            Rule::And(rs) | Rule::Or(rs) => rs.iter().any(Rule::reads_updated_at),
+            Rule::Not(r) => r.reads_updated_at(),
+        }
+    }
+
     /// Conditions in the rule.
     pub fn conditions(&self) -> usize {
         match self {

@@ -69,15 +69,6 @@ pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Segment> {
         .ok_or_else(|| Error::not_found("segment", id))
 }
 
-/// The segment's stored rule (`None`: a manual segment).
-pub async fn rule(db: &impl GenericClient, id: Uuid) -> Result<Option<Value>> {
-    let row = db
-        .query_opt("SELECT rule FROM segment WHERE id = $1", &[&id])
-        .await?
-        .ok_or_else(|| Error::not_found("segment", id))?;
-    Ok(row.get(0))
-}
-
 pub async fn insert(
     db: &impl GenericClient,
     name: &str,
@@ -147,15 +138,47 @@ pub async fn audiences_fed(db: &impl GenericClient, id: Uuid) -> Result<Vec<Stri
         .collect())
 }
 
-/// A manual segment's members, counted again.
-pub async fn recount(db: &impl GenericClient, id: Uuid) -> Result<i32> {
+/// The new horizon of a consumer reading in this statement: every transaction below it had
+/// ended when the statement's snapshot was taken (see migrations/ V6).
+const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())";
+
+/// The segment's rule, and whether its refresh may read only the changes since its horizon
+/// (`change_log_covers`: it has one, its last full refresh is less than a day old, and the
+/// log still holds everything since).
+pub async fn rule_and_coverage(db: &impl GenericClient, id: Uuid) -> Result<(Option<Value>, bool)> {
     let row = db
         .query_opt(
-            "UPDATE segment s SET member_count = \
-               (SELECT count(*) FROM segment_member sm WHERE sm.segment_id = s.id) \
-             WHERE s.id = $1 RETURNING s.member_count",
+            "SELECT rule, change_log_covers(changes_from, full_refresh_at) FROM segment WHERE id = $1",
             &[&id],
         )
+        .await?
+        .ok_or_else(|| Error::not_found("segment", id))?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// A manual segment's members, counted again, unless its horizon covers the changes and none
+/// of its memberships changed since: then its stored count.
+pub async fn recount(db: &impl GenericClient, id: Uuid) -> Result<i32> {
+    let unchanged = db
+        .query_opt(
+            "SELECT s.member_count FROM segment s \
+             WHERE s.id = $1 AND change_log_covers(s.changes_from, s.full_refresh_at) \
+               AND NOT EXISTS (SELECT 1 FROM change_log c \
+                               WHERE c.segment_id = s.id AND c.xid >= s.changes_from)",
+            &[&id],
+        )
+        .await?;
+    if let Some(row) = unchanged {
+        return Ok(row.get(0));
+    }
+    let sql = format!(
+        "UPDATE segment s SET member_count = \
+           (SELECT count(*) FROM segment_member sm WHERE sm.segment_id = s.id), \
+           changes_from = {HORIZON}, full_refresh_at = now() \
+         WHERE s.id = $1 RETURNING s.member_count"
+    );
+    let row = db
+        .query_opt(&sql, &[&id])
         .await?
         .ok_or_else(|| Error::not_found("segment", id))?;
     Ok(row.get(0))
@@ -182,7 +205,8 @@ pub async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Res
          gone AS ( \
            DELETE FROM segment_member sm USING diff d \
            WHERE sm.segment_id = $1 AND sm.person_id = d.leaver RETURNING 1) \
-         UPDATE segment SET member_count = (SELECT count(*) FROM matched), refreshed_at = now() \
+         UPDATE segment SET member_count = (SELECT count(*) FROM matched), refreshed_at = now(), \
+                changes_from = {HORIZON}, full_refresh_at = now() \
          WHERE id = $1 \
          RETURNING (SELECT count(*) FROM joined), (SELECT count(*) FROM gone), member_count",
         w.sql
@@ -199,6 +223,62 @@ pub async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Res
     tracing::info!(segment_id = %id, joined = r.joined, left = r.left,
         member_count = r.member_count, "segment refreshed");
     Ok(r)
+}
+
+/// The rule re-evaluated only for the people changed since the segment's horizon (person rows
+/// of the change log): those who match join, those who no longer do leave, the count moves by
+/// the difference (recounted when a changed person was deleted: its memberships went with it,
+/// counted down or not, depending on who deleted it). One statement, so the horizon it reads from, the changes it reads and the
+/// log's floor are of one snapshot: `None` when the log no longer covers the horizon (a trim
+/// ran meanwhile), and the caller refreshes in full.
+pub async fn refresh_changed(
+    db: &impl GenericClient,
+    id: Uuid,
+    rule: &Rule,
+) -> Result<Option<Refreshed>> {
+    let w = compile(rule, 1);
+    let sql = format!(
+        "WITH s AS (SELECT id, changes_from FROM segment \
+                    WHERE id = $1 AND change_log_covers(changes_from, full_refresh_at) \
+                    FOR NO KEY UPDATE), \
+         changed AS MATERIALIZED (SELECT DISTINCT c.person_id FROM s \
+                                  JOIN change_log c ON c.segment_id IS NULL AND c.xid >= s.changes_from), \
+         matched AS MATERIALIZED (SELECT p.id FROM changed c JOIN person p ON p.id = c.person_id \
+                                  WHERE {}), \
+         joined AS ( \
+           INSERT INTO segment_member (segment_id, person_id) \
+           SELECT $1, m.id FROM matched m \
+           ON CONFLICT (segment_id, person_id) DO NOTHING RETURNING 1), \
+         gone AS ( \
+           DELETE FROM segment_member sm USING changed c \
+           WHERE sm.segment_id = $1 AND sm.person_id = c.person_id \
+             AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.id = c.person_id) RETURNING 1) \
+         UPDATE segment g \
+         SET member_count = GREATEST( \
+               CASE WHEN EXISTS (SELECT 1 FROM changed c \
+                                 WHERE NOT EXISTS (SELECT 1 FROM person p WHERE p.id = c.person_id)) \
+                    THEN (SELECT count(*) FROM segment_member sm WHERE sm.segment_id = $1) \
+                    ELSE g.member_count END \
+               + (SELECT count(*) FROM joined) - (SELECT count(*) FROM gone), 0), \
+             refreshed_at = now(), changes_from = {HORIZON} \
+         FROM s WHERE g.id = s.id \
+         RETURNING (SELECT count(*) FROM joined), (SELECT count(*) FROM gone), g.member_count",
+        w.sql
+    );
+    let Some(row) = db
+        .query_opt(&sql, &w.params_after(&[&id as &(dyn ToSql + Sync)]))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let r = Refreshed {
+        joined: row.get(0),
+        left: row.get(1),
+        member_count: row.get(2),
+    };
+    tracing::debug!(segment_id = %id, joined = r.joined, left = r.left,
+        member_count = r.member_count, "segment refreshed from its changes");
+    Ok(Some(r))
 }
 
 /// The count and the first `sample` ids (in id order) of the people `rule` selects.

@@ -9,19 +9,56 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Row, Statement};
 use uuid::Uuid;
 
+use super::SyncType;
 use crate::error::Result;
 use crate::identity::PersonFields;
 
 /// Members per page read, and the most rows of one batch write.
 pub const PAGE: usize = 10_000;
 
+/// How the diff was made: from the changes since the audience's horizon, or in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Diff {
+    /// Only the people changed since the last diff were compared; `unsynced` synced members
+    /// were marked unsynced by it (leavers, and for `update` the changed people).
+    Changes {
+        unsynced: i64,
+    },
+    Full,
+}
+
 /// The sync's diff (`sync_audience_members` without the counts it returns: the sync counts what
 /// it does): leavers marked `removal_pending`, joiners listed under `list_id` (the sync's log
-/// row id) in `audience_member_joiner`. See migrations/.
-pub async fn reconcile(db: &Client, audience_id: Uuid, list_id: Uuid) -> Result<()> {
+/// row id) in `audience_member_joiner`; from the changes since the audience's last diff unless
+/// `sync_type` is `full` or the daily full diff is due. See `audience_member_reconcile` in
+/// migrations/ (V6).
+pub async fn reconcile(
+    db: &Client,
+    audience_id: Uuid,
+    list_id: Uuid,
+    sync_type: SyncType,
+) -> Result<Diff> {
+    let row = db
+        .query_one(
+            "SELECT diff, unsynced FROM audience_member_reconcile($1, $2, $3)",
+            &[&audience_id, &list_id, &sync_type.as_str()],
+        )
+        .await?;
+    Ok(match row.get::<_, &str>(0) {
+        "changes" => Diff::Changes {
+            unsynced: row.get(1),
+        },
+        _ => Diff::Full,
+    })
+}
+
+/// A pass re-hashed every member: people changed since this sync's diff are what the next
+/// `update` re-hashes (the diff's horizon becomes the re-hash horizon; see V6).
+pub async fn rehashed(db: &Client, audience_id: Uuid) -> Result<()> {
     db.execute(
-        "SELECT audience_member_reconcile($1, $2)",
-        &[&audience_id, &list_id],
+        "UPDATE custom_audience SET rehash_from = changes_from, rehash_seen = changes_seen \
+         WHERE id = $1",
+        &[&audience_id],
     )
     .await?;
     Ok(())

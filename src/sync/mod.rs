@@ -6,6 +6,7 @@
 //! One sync per audience at a time ([`AudienceLock`]); the whole sync runs on the connection
 //! that holds the lock, which is all a Lambda instance needs.
 
+pub mod change_log;
 pub mod lock;
 pub mod log;
 pub mod member_store;

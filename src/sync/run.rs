@@ -49,7 +49,7 @@ pub(super) async fn locked(
         !replace || chrono::Utc::now() - r.started_at < REPLACE_WINDOW
     });
     let resuming = resumable.as_ref().map(|r| r.log_id);
-    settle_abandoned(db, audience.id, None, resuming, log::ABANDONED).await?;
+    let unsettled = settle_abandoned(db, audience.id, None, resuming, log::ABANDONED).await?;
     let (log_id, sync_type, started, checkpoint) = match resumable {
         Some(r) => {
             log::resume(db, r.log_id, audience.id).await?;
@@ -63,7 +63,13 @@ pub(super) async fn locked(
         }
     };
     let resumed = checkpoint.is_some();
+    // An `update` read from the changes runs as a pass over the unsynced members (the diff
+    // marked the changed ones unsynced): resumed as it began.
+    let changes_only = checkpoint
+        .as_ref()
+        .is_some_and(|cp| cp.pass == Pass::Add.as_str());
     let spare = spare_connection(&app.pool).await;
+    let platform_before = platform_ids(&audience);
     let mut run = Run {
         db,
         reader: spare.as_ref().map_or(db, |c| &***c),
@@ -77,6 +83,12 @@ pub(super) async fn locked(
         end: PassEnd::Done,
         progress,
         replacing: false,
+        diff: None,
+        changes_only,
+        // Members unsynced before the diff, or a new platform audience (whose creation forgets
+        // what was sent): the stored total is stale, the counts scan.
+        total_known: unsettled == 0,
+        platform_before,
     };
     // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
@@ -109,15 +121,17 @@ async fn settle_abandoned(
     only: Option<Uuid>,
     except: Option<Uuid>,
     message: &str,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut unsettled = 0;
     for a in log::fail_abandoned(db, audience_id, only, except, message).await? {
         if let (true, Some(started)) = (a.sync_type == SyncType::Full.as_str(), a.started_at) {
             let marked = member_store::unsettle_replace(db, audience_id, started).await?;
             tracing::warn!(%audience_id, sync_log_id = %a.log_id, marked,
                 "an unfinished replace: members it did not re-send are marked to be sent again");
+            unsettled += marked;
         }
     }
-    Ok(())
+    Ok(unsettled)
 }
 
 /// The connection running the sync (and holding its lock) failed before the outcome was
@@ -173,14 +187,26 @@ struct Run<'a> {
     /// A replace session may have begun: the pass is under way (a failure must not leave
     /// members marked synced that the session will not hold).
     replacing: bool,
+    /// How this invocation's diff was made (`None`: resumed, no diff).
+    diff: Option<member_store::Diff>,
+    /// The pass looks only at unsynced members, whatever the sync type.
+    changes_only: bool,
+    /// The audience's stored `total_synced` was true when the sync began.
+    total_known: bool,
+    /// The platform ids at the start (a new platform audience forgets what was sent).
+    platform_before: (Option<String>, Option<String>),
+}
+
+fn platform_ids(a: &Audience) -> (Option<String>, Option<String>) {
+    (a.meta_audience_id.clone(), a.meta_seed_audience_id.clone())
 }
 
 impl Run<'_> {
     fn pass(&self) -> Pass {
         match self.sync_type {
             SyncType::Full => Pass::Replace,
-            SyncType::Incremental => Pass::Add,
-            SyncType::Update => Pass::Update,
+            SyncType::Update if !self.changes_only => Pass::Update,
+            SyncType::Incremental | SyncType::Update => Pass::Add,
         }
     }
 
@@ -195,7 +221,10 @@ impl Run<'_> {
         };
         crate::segment::refresh(self.db, segment_id).await?;
         self.counters.erased = member_store::erased(self.db, self.audience.id).await?;
-        member_store::reconcile(self.db, self.audience.id, self.log_id).await?;
+        let diff =
+            member_store::reconcile(self.db, self.audience.id, self.log_id, self.sync_type).await?;
+        self.changes_only = matches!(diff, member_store::Diff::Changes { .. });
+        self.diff = Some(diff);
         if self.audience.audience_type == AudienceType::Lookalike {
             let eligible = member_store::staying(self.db, self.audience.id, self.log_id).await?;
             if eligible < LOOKALIKE_MIN_SEED {
@@ -278,6 +307,9 @@ impl Run<'_> {
         };
         let (mut c, end) = members::push(db, self.reader, id, run, dest, self.progress).await?;
         self.end = end;
+        if end == PassEnd::Done && pass == Pass::Update {
+            member_store::rehashed(db, id).await?;
+        }
         if end == PassEnd::Done && pass == Pass::Replace {
             if c.sent == 0 {
                 // A replace cannot carry zero rows: take out what the destination holds instead.
@@ -288,6 +320,27 @@ impl Run<'_> {
         }
         self.counters = c;
         Ok(())
+    }
+
+    /// The counts [`member_store::counts`] would find, from what this sync did, when it did all
+    /// of it from a diff of the changes: then every member it marked synced was unsynced before
+    /// (a pass over unsynced members), and only the diff unsynced synced members, so the
+    /// audience's total moves by exactly those. A scan of the audience otherwise (a full diff,
+    /// a resumed or failed sync), which also puts right any drift at least daily.
+    fn counted(&self, result: &Result<()>) -> Option<(i64, i64, i64)> {
+        let Some(member_store::Diff::Changes { unsynced }) = self.diff else {
+            return None;
+        };
+        let stale = !self.total_known || platform_ids(&self.audience) != self.platform_before;
+        if stale || result.is_err() || self.pass() != Pass::Add {
+            return None;
+        }
+        let c = &self.counters;
+        let unquoted = c.rejected_by_meta.saturating_sub(c.rejected_quoted);
+        let synced = (c.accepted + unquoted) as i64;
+        let failed = (c.no_identifier + c.rejected_quoted) as i64;
+        let total = i64::from(self.audience.total_synced) - unsynced + synced;
+        Some((synced, failed, total.max(0)))
     }
 
     /// Writes the outcome to the log row and the audience.
@@ -303,8 +356,10 @@ impl Run<'_> {
         if result.is_err() && self.replacing {
             member_store::unsettle_replace(db, audience_id, self.started).await?;
         }
-        let (synced, failed, total_synced) =
-            member_store::counts(db, audience_id, self.started).await?;
+        let (synced, failed, total_synced) = match self.counted(&result) {
+            Some(counts) => counts,
+            None => member_store::counts(db, audience_id, self.started).await?,
+        };
         // The platform counted some entries invalid without quoting them: accepted rows, yet
         // not matched.
         let unquoted = c.rejected_by_meta.saturating_sub(c.rejected_quoted);

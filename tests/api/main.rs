@@ -16,6 +16,7 @@ mod support;
 
 mod audiences;
 mod browser;
+mod changes;
 mod cli;
 mod db_timeouts;
 mod db_tls;
