@@ -402,3 +402,138 @@ async fn ctrl_c_during_a_scheduled_sync_stops_serve_and_the_next_pass_finishes_t
     assert_eq!(log_statuses(&t, id).await, ["completed"]);
     assert_eq!(fake.member_count(&meta_id(&t, id).await), 10_300);
 }
+
+/// Polls the fake's emails of `meta_id` every 100 ms until `want(emails)`, for at most
+/// `within`; how long it took.
+async fn wait_for_meta(
+    fake: &FakeMeta,
+    t: &TestApp,
+    id: Uuid,
+    want: impl Fn(&std::collections::HashSet<String>) -> bool,
+    within: Duration,
+    what: &str,
+) -> Duration {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+        if let Some(meta) = a["meta_audience_id"].as_str() {
+            let emails: std::collections::HashSet<String> = fake
+                .members(meta)
+                .into_iter()
+                .map(|r| r[0].clone())
+                .collect();
+            if want(&emails) {
+                return started.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not in Meta within {within:?}");
+}
+
+fn sha_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_realtime_audience_follows_an_import_and_an_opt_out_with_nobody_calling_a_sync() {
+    let fake = FakeMeta::start().await;
+    // As `SCHEDULER_INTERVAL_SECONDS=5 audiences serve`.
+    let t = spawn_app_configured(|c| {
+        c.db_pool_size = 8;
+        c.meta = Some(fake.meta_config());
+        c.scheduler_interval = Some(Duration::from_secs(5));
+    })
+    .await;
+    let rule =
+        json!({"type": "condition", "attribute": "total_renders", "operator": ">=", "value": 5});
+    let (status, seg) = t
+        .post(
+            "/api/segments",
+            &json!({"name": "Power renderers", "rule": rule}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{seg}");
+    let import = |id: &str, renders: i32| {
+        json!({"persons": [{"external_id": id, "email": format!("{id}@example.com"),
+                            "attributes": {"total_renders": renders}}]})
+    };
+    let (status, r) = t.post("/api/persons", &import("early", 9)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    // Real-time, and never due by its interval: only its changes get it synced.
+    let a = t
+        .create_audience(
+            json!({"name": "Live", "segment_id": seg["id"], "realtime": true,
+                                "auto_sync": false}),
+        )
+        .await;
+    let id = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
+    let early = sha_hex("early@example.com");
+    let took = wait_for_meta(
+        &fake,
+        &t,
+        id,
+        |e| e.contains(&early),
+        Duration::from_secs(20),
+        "the first member",
+    )
+    .await;
+    eprintln!("first member in Meta after {took:?}");
+
+    // A person imported who matches the rule reaches Meta; one who does not, never.
+    let (status, r) = t.post("/api/persons", &import("joiner", 7)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let (status, r) = t.post("/api/persons", &import("casual", 1)).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let joiner = sha_hex("joiner@example.com");
+    let took = wait_for_meta(
+        &fake,
+        &t,
+        id,
+        |e| e.contains(&joiner),
+        Duration::from_secs(20),
+        "the imported person",
+    )
+    .await;
+    eprintln!("imported person in Meta after {took:?}");
+
+    // One who opts out leaves Meta.
+    let person: Uuid =
+        t.db.query_one("SELECT id FROM person WHERE external_id = 'joiner'", &[])
+            .await
+            .unwrap()
+            .get(0);
+    let (status, r) = t
+        .request(
+            "PATCH",
+            &format!("/api/persons/{person}"),
+            Some(&json!({"marketing_opt_out": true}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let took = wait_for_meta(
+        &fake,
+        &t,
+        id,
+        |e| !e.contains(&joiner),
+        Duration::from_secs(20),
+        "the opt-out's removal",
+    )
+    .await;
+    eprintln!("opted-out person out of Meta after {took:?}");
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    let emails: std::collections::HashSet<String> = fake
+        .members(a["meta_audience_id"].as_str().unwrap())
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(
+        emails,
+        [early].into_iter().collect(),
+        "exactly the segment's eligible people"
+    );
+}
