@@ -215,11 +215,7 @@ pub async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Res
         .query_opt(&sql, &w.params_after(&[&id as &(dyn ToSql + Sync)]))
         .await?
         .ok_or_else(|| Error::not_found("segment", id))?;
-    let r = Refreshed {
-        joined: row.get(0),
-        left: row.get(1),
-        member_count: row.get(2),
-    };
+    let r = refreshed(&row);
     tracing::info!(segment_id = %id, joined = r.joined, left = r.left,
         member_count = r.member_count, "segment refreshed");
     Ok(r)
@@ -271,11 +267,7 @@ pub async fn refresh_changed(
     else {
         return Ok(None);
     };
-    let r = Refreshed {
-        joined: row.get(0),
-        left: row.get(1),
-        member_count: row.get(2),
-    };
+    let r = refreshed(&row);
     tracing::debug!(segment_id = %id, joined = r.joined, left = r.left,
         member_count = r.member_count, "segment refreshed from its changes");
     Ok(Some(r))
@@ -296,4 +288,13 @@ pub async fn preview(db: &impl GenericClient, rule: &Rule, sample: i64) -> Resul
         count: row.get(0),
         sample: row.get(1),
     })
+}
+
+/// A refresh's `RETURNING (joined, gone, member_count)`.
+fn refreshed(row: &tokio_postgres::Row) -> Refreshed {
+    Refreshed {
+        joined: row.get(0),
+        left: row.get(1),
+        member_count: row.get(2),
+    }
 }

@@ -246,15 +246,17 @@ async fn replace_batches(fake: &FakeMeta) -> Vec<(u64, u64, bool, usize)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session() {
+/// A due audience of 25,000 whose first (full) sync ran out of time: its first batch is slow,
+/// so the deadline passes during it (the margins are wide: the pages before it must be read and
+/// hashed in time even on a loaded machine).
+async fn paused_first_sync(
+    tag: &str,
+) -> (FakeMeta, TestApp, Uuid, audience_sync::sync::SyncResult) {
     let fake = FakeMeta::start().await;
     let t = spawn_app_with_fake(&fake).await;
     let seg = t.segment("Big").await;
-    t.people_in_segment(seg, "p", 25_000).await;
+    t.people_in_segment(seg, tag, 25_000).await;
     let id = Uuid::parse_str(&due_audiences(&t, seg, 1).await[0]).unwrap();
-    // The first batch is slow, so the deadline passes during it (the margins are wide: the
-    // pages before it must be read and hashed in time even on a loaded machine).
     fake.inject(Fault::delay(
         FaultMatch::route("POST", "/usersreplace"),
         1,
@@ -270,6 +272,12 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
     .await
     .unwrap();
     assert_eq!(first.status, SyncStatus::Paused, "{first:?}");
+    (fake, t, id, first)
+}
+
+#[tokio::test]
+async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session() {
+    let (fake, t, id, first) = paused_first_sync("p").await;
     let checkpoint: Option<Value> =
         t.db.query_one(
             "SELECT checkpoint FROM audience_sync_log WHERE id = $1",
@@ -352,26 +360,7 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
 /// written twice and nothing fails.
 #[tokio::test]
 async fn a_resumed_pass_behind_its_written_rows_sends_them_again_and_writes_each_once() {
-    let fake = FakeMeta::start().await;
-    let t = spawn_app_with_fake(&fake).await;
-    let seg = t.segment("Big").await;
-    t.people_in_segment(seg, "r", 25_000).await;
-    let id = Uuid::parse_str(&due_audiences(&t, seg, 1).await[0]).unwrap();
-    fake.inject(Fault::delay(
-        FaultMatch::route("POST", "/usersreplace"),
-        1,
-        Duration::from_secs(20),
-    ));
-    let first = run(
-        &t.app,
-        id,
-        Some(SyncType::Full),
-        &NoProgress,
-        Some(Instant::now() + Duration::from_secs(10)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(first.status, SyncStatus::Paused, "{first:?}");
+    let (fake, t, id, first) = paused_first_sync("r").await;
     let written = support::count(
         &t.db,
         "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND is_synced",
