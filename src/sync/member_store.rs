@@ -396,53 +396,27 @@ impl<V: ToSql + Sync> Rows<V> {
     }
 
     /// `update` sets members' rows from `UNNEST($1 ids, $2 values) AS u(id, v)`; `insert` makes
-    /// joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values) AS u(p, v)`.
-    /// With `Unlist::Now` the joiners are taken off their list (`$4`) in the same statement.
-    async fn write(
-        &self,
-        db: &Client,
-        list: &Listing,
-        update: &str,
-        insert: &str,
-        unlist: Unlist,
-    ) -> Result<()> {
+    /// joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values) AS u(p, v)`
+    /// (`$4` is the list they are taken off).
+    async fn write(&self, db: &Client, list: &Listing, update: &str, insert: &str) -> Result<()> {
         if !self.ids.is_empty() {
             by_id(db, update, &[&self.ids, &self.values]).await?;
         }
-        if self.persons.is_empty() {
-            return Ok(());
-        }
-        let (audience, persons, values) = (&list.audience_id, &self.persons, &self.joiner_values);
-        match unlist {
-            Unlist::Now => {
-                let sql = format!(
-                    "WITH listed AS (DELETE FROM audience_member_joiner j USING UNNEST($2::uuid[]) AS d(p) \
-                                     WHERE j.list_id = $4 AND j.person_id = d.p) {insert}"
-                );
-                by_id(db, &sql, &[audience, persons, values, &list.list_id]).await?;
-            }
-            Unlist::AtTheEnd => {
-                by_id(db, insert, &[audience, persons, values]).await?;
-            }
+        if !self.persons.is_empty() {
+            let sql = format!(
+                "WITH listed AS (DELETE FROM audience_member_joiner j USING UNNEST($2::uuid[]) AS d(p) \
+                                 WHERE j.list_id = $4 AND j.person_id = d.p) {insert}"
+            );
+            let params: [&(dyn ToSql + Sync); 4] = [
+                &list.audience_id,
+                &self.persons,
+                &self.joiner_values,
+                &list.list_id,
+            ];
+            by_id(db, &sql, &params).await?;
         }
         Ok(())
     }
-}
-
-/// When joiners whose rows were written leave the joiner list.
-#[derive(Clone, Copy)]
-enum Unlist {
-    /// In the statement that writes their rows: a page read again (a resumed pass re-reads what
-    /// lies after its checkpoint) must not offer them once as a member and once as a joiner.
-    Now,
-    /// With the whole list when the pass ends ([`clear_list`]), or with the next diff's. Safe
-    /// for rows written as accepted: a batch is accepted in person order and the checkpoint
-    /// moves to its last person, so no page read again reaches them as joiners. Deleting them
-    /// batch by batch cost an index lookup and a row version per joiner (a million for a first
-    /// sync) in the hottest statement of the sync. Should the process stop between writing a
-    /// batch's rows and its checkpoint, the resumed pass offers those joiners again: they are
-    /// sent again (harmless: Meta keeps one of each) and their insert does nothing.
-    AtTheEnd,
 }
 
 /// Members the destination accepted, with the rows it now holds for them.
@@ -454,9 +428,7 @@ pub async fn mark_synced(db: &Client, list: &Listing, rows: &Rows<&[u8]>) -> Res
                 failure_reason = NULL, updated_at = now() \
          FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, v) WHERE m.id = u.id",
         "INSERT INTO audience_member_sync (audience_id, person_id, is_synced, synced_at, hashes) \
-         SELECT $1, u.p, true, now(), u.v FROM UNNEST($2::uuid[], $3::bytea[]) AS u(p, v) \
-         ON CONFLICT (audience_id, person_id) DO NOTHING",
-        Unlist::AtTheEnd,
+         SELECT $1, u.p, true, now(), u.v FROM UNNEST($2::uuid[], $3::bytea[]) AS u(p, v)",
     )
     .await
 }
@@ -471,7 +443,6 @@ pub async fn mark_failed(db: &Client, list: &Listing, rows: &Rows<String>) -> Re
          FROM UNNEST($1::uuid[], $2::text[]) AS u(id, v) WHERE m.id = u.id",
         "INSERT INTO audience_member_sync (audience_id, person_id, failure_reason) \
          SELECT $1, u.p, u.v FROM UNNEST($2::uuid[], $3::text[]) AS u(p, v)",
-        Unlist::Now,
     )
     .await
 }

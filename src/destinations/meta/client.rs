@@ -172,8 +172,7 @@ struct Call {
     method: Method,
     path: String,
     query: Vec<(&'static str, String)>,
-    /// Shared, not copied, by each attempt: a batch's body is about 7 MB.
-    body: Option<bytes::Bytes>,
+    body: Option<Vec<u8>>,
 }
 
 impl MetaClient {
@@ -800,9 +799,8 @@ struct ListedAudience {
     time_created: i64,
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<bytes::Bytes, MetaError> {
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, MetaError> {
     serde_json::to_vec(value)
-        .map(bytes::Bytes::from)
         .map_err(|e| MetaError::InvalidRequest(format!("could not encode the request: {e}")))
 }
 
