@@ -32,6 +32,11 @@ fn opts() -> TickOptions {
 }
 
 /// The change rows after the test's own marker, as (person, segment) pairs.
+/// `sql` (a plain SQL write, as another tool would make it) with the person's id as `$1`.
+async fn on_person(t: &TestApp, sql: &str, person: Uuid) {
+    t.db.execute(sql, &[&person]).await.unwrap();
+}
+
 async fn change_rows(t: &TestApp) -> Vec<(Uuid, Option<Uuid>)> {
     t.db.query("SELECT person_id, segment_id FROM change_log", &[])
         .await
@@ -343,18 +348,18 @@ async fn syncs_from_the_changes_leave_meta_exactly_the_segment() {
 
     // Joiners, a leaver, an opt-out, an erasure.
     t.people_in_segment(seg, "joiner", 3).await;
-    t.db.execute(
+    on_person(
+        &t,
         "DELETE FROM segment_member WHERE person_id = $1",
-        &[&people[0]],
+        people[0],
     )
-    .await
-    .unwrap();
-    t.db.execute(
+    .await;
+    on_person(
+        &t,
         "UPDATE person SET marketing_opt_out = true WHERE id = $1",
-        &[&people[1]],
+        people[1],
     )
-    .await
-    .unwrap();
+    .await;
     t.db.execute("DELETE FROM person WHERE id = $1", &[&people[2]])
         .await
         .unwrap();
@@ -365,18 +370,18 @@ async fn syncs_from_the_changes_leave_meta_exactly_the_segment() {
 
     // Changed identifiers, with `update`: the old hash goes, the new one comes; an opted-out
     // person coming back is sent again.
-    t.db.execute(
+    on_person(
+        &t,
         "UPDATE person SET email = 'renamed@example.com' WHERE id = $1",
-        &[&people[3]],
+        people[3],
     )
-    .await
-    .unwrap();
-    t.db.execute(
+    .await;
+    on_person(
+        &t,
         "UPDATE person SET marketing_opt_out = false WHERE id = $1",
-        &[&people[1]],
+        people[1],
     )
-    .await
-    .unwrap();
+    .await;
     let r = t.sync(&id, "update").await;
     // The people changed since the last re-hash (the full sync): the two, and the three joiners
     // (inserted since; sent again unchanged, harmless).
@@ -419,24 +424,24 @@ async fn a_full_sync_restores_meta_and_the_database_after_changes_behind_the_tri
     .await
     .unwrap();
     t.people_in_segment(seg, "hidden", 2).await;
-    t.db.execute(
+    on_person(
+        &t,
         "DELETE FROM segment_member WHERE person_id = $1",
-        &[&people[0]],
+        people[0],
     )
-    .await
-    .unwrap();
-    t.db.execute(
+    .await;
+    on_person(
+        &t,
         "UPDATE person SET marketing_opt_out = true WHERE id = $1",
-        &[&people[1]],
+        people[1],
     )
-    .await
-    .unwrap();
-    t.db.execute(
+    .await;
+    on_person(
+        &t,
         "UPDATE person SET email = 'moved@example.com' WHERE id = $1",
-        &[&people[2]],
+        people[2],
     )
-    .await
-    .unwrap();
+    .await;
 
     // Read from the (empty) change log, an incremental sync cannot see them...
     let r = t.sync(&id, "incremental").await;
