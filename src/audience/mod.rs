@@ -8,6 +8,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::destinations::Platform;
 use crate::error::{Error, Result};
 use crate::input;
 use crate::sync::AudienceLock;
@@ -84,6 +85,11 @@ pub struct Audience {
     /// Meta's counts and status as read at the last sync; served under `metrics`.
     #[serde(skip)]
     pub meta_metrics: Option<Value>,
+    /// Where the members go (DESIGN §8.1), and the account and audience there. On Meta
+    /// audiences the two ids mirror `meta_business_account_id` / `meta_audience_id`.
+    pub destination: Platform,
+    pub destination_account_id: Option<String>,
+    pub destination_audience_id: Option<String>,
 }
 
 impl Audience {

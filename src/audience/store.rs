@@ -11,16 +11,30 @@ use uuid::Uuid;
 
 use super::{Audience, AudienceSpec, AudienceType};
 use crate::db::DbError;
+use crate::destinations::Platform;
 use crate::error::{Error, Result};
 use crate::input::{Cursor, Page, PageRequest};
 
 const COLUMNS: &str = "id, name, description, meta_audience_id, meta_business_account_id, \
     segment_id, audience_type, lookalike_country, lookalike_percentage, rule, auto_sync, \
     sync_interval_hours, last_synced_at, is_active, status, total_synced, sync_error_message, \
-    meta_seed_audience_id, created_at, updated_at, meta_metrics, realtime";
+    meta_seed_audience_id, created_at, updated_at, meta_metrics, realtime, destination, \
+    destination_account_id, destination_audience_id";
 
 impl Audience {
     fn from_row(row: &Row) -> Self {
+        let destination = Platform::parse(row.get("destination")).unwrap_or(Platform::Meta);
+        // Meta's ids live in their own columns (as before destinations); the API mirrors them.
+        let (destination_account_id, destination_audience_id) = match destination {
+            Platform::Meta => (
+                row.get("meta_business_account_id"),
+                row.get("meta_audience_id"),
+            ),
+            _ => (
+                row.get("destination_account_id"),
+                row.get("destination_audience_id"),
+            ),
+        };
         Audience {
             id: row.get("id"),
             name: row.get("name"),
@@ -44,6 +58,9 @@ impl Audience {
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             meta_metrics: row.get("meta_metrics"),
+            destination,
+            destination_account_id,
+            destination_audience_id,
         }
     }
 }
@@ -220,8 +237,13 @@ pub async fn set_platform_id(
     id: &str,
 ) -> Result<()> {
     let sql = match which {
+        // Meta's id in its own column; the other platforms' in `destination_audience_id`.
         PlatformId::Audience => {
-            "UPDATE custom_audience SET meta_audience_id = $2, updated_at = now() WHERE id = $1"
+            "UPDATE custom_audience SET \
+                 meta_audience_id = CASE WHEN destination = 'meta' THEN $2 END, \
+                 destination_audience_id = CASE WHEN destination <> 'meta' THEN $2 END, \
+                 updated_at = now() \
+             WHERE id = $1"
         }
         PlatformId::LookalikeSeed => {
             "UPDATE custom_audience SET meta_seed_audience_id = $2, updated_at = now() WHERE id = $1"

@@ -6,6 +6,7 @@
 pub mod meta;
 
 use std::collections::HashSet;
+use std::fmt;
 
 use serde_json::{json, Value};
 use tokio_postgres::Client;
@@ -13,6 +14,61 @@ use tokio_postgres::Client;
 use crate::audience::Audience;
 use crate::error::Result;
 use crate::identity::PersonFields;
+
+/// The ad platform an audience's members go to (`custom_audience.destination`, DESIGN §8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Meta,
+    Google,
+    Linkedin,
+    Tiktok,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 4] = [
+        Platform::Meta,
+        Platform::Google,
+        Platform::Linkedin,
+        Platform::Tiktok,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Meta => "meta",
+            Platform::Google => "google",
+            Platform::Linkedin => "linkedin",
+            Platform::Tiktok => "tiktok",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Platform::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl tokio_postgres::types::ToSql for Platform {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        self.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
 
 /// A member's identifiers as one platform matches them, hashed by that platform's rules, and
 /// stored in `audience_member_sync.hashes` so that a later sync can tell what changed and

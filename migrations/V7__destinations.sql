@@ -1,0 +1,14 @@
+-- Destinations beyond Meta (issue 12, DESIGN §8.1): an audience names the ad platform its
+-- members go to, the account there, and (once its first sync created it) the platform's id of
+-- the audience. Meta audiences keep their ids in meta_business_account_id / meta_audience_id, as
+-- before; the API mirrors them as destination_account_id / destination_audience_id, so these two
+-- columns are only written for the other platforms.
+ALTER TABLE custom_audience
+    ADD COLUMN destination TEXT NOT NULL DEFAULT 'meta'
+        CHECK (destination IN ('meta', 'google', 'linkedin', 'tiktok')),
+    ADD COLUMN destination_account_id TEXT,
+    ADD COLUMN destination_audience_id TEXT;
+
+-- `GET /api/audiences?destination=X` pages along (created_at, id) within one destination.
+CREATE INDEX idx_custom_audience_destination_order
+    ON custom_audience (destination, created_at, id);
