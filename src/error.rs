@@ -3,6 +3,7 @@
 
 use crate::db::DbError;
 use crate::destinations::meta::error::MetaError;
+use crate::destinations::Platform;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +22,17 @@ pub enum Error {
     Db(#[from] DbError),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// The platform no longer has the audience (deleted in its ads UI, expired): the sync fails
+    /// saying so, its platform id is cleared, and the next sync creates it anew and sends
+    /// everyone (DESIGN §8.1). Every destination reports a vanished audience with this.
+    #[error(
+        "the {platform} audience {platform_audience_id} no longer exists on the platform (deleted \
+         outside audience-sync, or expired); the next sync creates it again and sends every member"
+    )]
+    PlatformAudienceGone {
+        platform: Platform,
+        platform_audience_id: String,
+    },
 }
 
 impl Error {

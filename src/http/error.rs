@@ -85,6 +85,12 @@ impl IntoResponse for ApiError {
                     None,
                 )
             }
+            e @ Error::PlatformAudienceGone { .. } => error_body(
+                StatusCode::BAD_GATEWAY,
+                "platform_audience_gone",
+                &e.to_string(),
+                None,
+            ),
             Error::Db(db) if is_timeout(db) => {
                 tracing::warn!(error = %db, "database timeout");
                 error_body(

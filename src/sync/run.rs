@@ -410,6 +410,7 @@ pub(super) fn failure_message(e: &Error) -> String {
             message.clone()
         }
         Error::Meta(m) => m.user_message(),
+        e @ Error::PlatformAudienceGone { .. } => e.to_string(),
         Error::Db(_) => {
             "the database failed during the sync; the next sync carries on from what was accepted"
                 .into()
