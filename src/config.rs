@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::destinations::meta::client::{MetaConfig, DEFAULT_GRAPH_URL};
-use crate::destinations::meta::retry::RetryPolicy;
-use crate::destinations::meta::token::SecretToken;
+use crate::destinations::retry::RetryPolicy;
+use crate::destinations::token::SecretToken;
 use crate::secrets::{parse_db_secret, parse_token_secret, DbDefaults, SecretsClient};
 
 #[derive(Debug, thiserror::Error)]

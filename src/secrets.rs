@@ -10,7 +10,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use serde_json::Value;
 
 use crate::config::ConfigError;
-use crate::destinations::meta::token::SecretToken;
+use crate::destinations::token::SecretToken;
 
 /// The HTTPS client the SDK uses: hyper + rustls on *ring*, the same TLS stack as the rest of
 /// the service (no OpenSSL, no second crypto provider).

@@ -3,7 +3,11 @@
 //! The sync engine (`crate::sync`) knows nothing platform-specific: it reads members, asks the
 //! platform's [`Row`] to hash them, and hands batches to the [`Destination`].
 
+pub mod deadline;
 pub mod meta;
+pub mod retry;
+pub mod settings;
+pub mod token;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -20,8 +20,8 @@ use super::{log, member_store as store, AudienceLock};
 use crate::app::App;
 use crate::audience::store as audiences;
 use crate::destinations::meta::hashing::HashedRow;
-use crate::destinations::meta::{self, MetaDestination};
-use crate::destinations::{DatabaseOnly, Destination, Removal};
+use crate::destinations::meta::MetaDestination;
+use crate::destinations::{deadline, DatabaseOnly, Destination, Removal};
 use crate::error::Result;
 
 /// Why an audience's purge waits for a later pass.
@@ -125,7 +125,7 @@ async fn locked(
         // Its calls, retries included, end in time for the pass (as a sync's do).
         let audience = audiences::get(db, audience_id).await?;
         let meta = app.meta.as_deref();
-        meta::client::within(Some(until), async {
+        deadline::within(Some(until), async {
             match meta.and_then(|client| MetaDestination::existing(client, &audience)) {
                 Some(mut dest) => remove_all(db, audience_id, &mut dest, first, until).await,
                 None => {

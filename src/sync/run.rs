@@ -11,8 +11,8 @@ use super::{log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, S
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
 use crate::destinations::meta::hashing::HashedRow;
-use crate::destinations::meta::{self, MetaDestination};
-use crate::destinations::{DatabaseOnly, Destination, Opening};
+use crate::destinations::meta::MetaDestination;
+use crate::destinations::{deadline, DatabaseOnly, Destination, Opening};
 use crate::error::{Error, Result};
 
 /// A second connection, when the pool has one idle or room for one: never waited for, since
@@ -92,7 +92,7 @@ pub(super) async fn locked(
     };
     // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
-    let (result, response) = meta::client::within(deadline, async {
+    let (result, response) = deadline::within(deadline, async {
         match app.meta.as_deref() {
             Some(client) => {
                 let mut dest = MetaDestination::new(client, &run.audience);

@@ -1011,10 +1011,12 @@ async fn retries_stop_at_the_syncs_deadline_however_many_attempts_are_left() {
     let id = fake.seed_audience(ACCOUNT, "x");
     fake.inject(Fault::html500(FaultMatch::Any, 1_000));
     // Calls may run DEADLINE_GRACE past a sync's deadline: this one leaves them about 2 s.
-    let deadline = Instant::now() + Duration::from_secs(2) - client::DEADLINE_GRACE;
-    let err = client::within(Some(deadline), client.get_audience(&id))
-        .await
-        .unwrap_err();
+    let deadline = Instant::now() + Duration::from_secs(2)
+        - audience_sync::destinations::deadline::DEADLINE_GRACE;
+    let err =
+        audience_sync::destinations::deadline::within(Some(deadline), client.get_audience(&id))
+            .await
+            .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
     let attempts = fake.calls().len();
     assert!(

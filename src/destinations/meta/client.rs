@@ -17,37 +17,13 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use super::error::{scrub, ErrorKind, MetaError};
-use super::retry::RetryPolicy;
-use super::token::SecretToken;
 use super::wire::{
     validate_payload, AudienceInfo, IdAnswer, Session, SuccessAnswer, UsersBody, UsersPayload,
     UsersResponse,
 };
-
-tokio::task_local! {
-    /// When the sync making these calls must have paused (see [`within`]).
-    static DEADLINE: Option<Instant>;
-}
-
-/// Runs `f` (a sync's Meta calls) bound by `deadline`: no retry starts that could not finish
-/// by [`DEADLINE_GRACE`] past it, and no attempt waits beyond that. A task-local rather than
-/// a parameter of every call: the bound belongs to the sync, the calls are many.
-pub async fn within<F: std::future::Future>(deadline: Option<Instant>, f: F) -> F::Output {
-    DEADLINE.scope(deadline, f).await
-}
-
-/// How far past a sync's deadline its Meta calls may run: the sync pauses half its reserve
-/// (30 s by default) before the invocation ends, and must still write where it stopped.
-pub const DEADLINE_GRACE: Duration = Duration::from_secs(20);
-
-/// The latest instant a call may still be waiting for Meta, when a sync set a deadline.
-fn hard_stop() -> Option<Instant> {
-    DEADLINE
-        .try_with(|d| *d)
-        .ok()
-        .flatten()
-        .map(|d| d + DEADLINE_GRACE)
-}
+use crate::destinations::deadline::hard_stop;
+use crate::destinations::retry::RetryPolicy;
+use crate::destinations::token::SecretToken;
 
 /// The largest answer read from Meta: its answers are a few kilobytes (100 invalid-entry
 /// samples at most); anything bigger is not Meta's, and is not buffered.

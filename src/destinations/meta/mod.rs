@@ -7,12 +7,10 @@ pub mod client;
 mod destination;
 pub mod error;
 pub mod hashing;
-pub mod retry;
 mod row;
-pub mod token;
 pub mod wire;
 
+pub use crate::destinations::token::SecretToken;
 pub use client::{MetaClient, MetaConfig};
 pub use destination::{delete_audience, MetaDestination};
 pub use error::{ErrorKind, MetaError};
-pub use token::SecretToken;

@@ -36,7 +36,10 @@ use serde_json::{Map, Value};
 
 // The only place the tests name the client's configuration types: they get theirs from
 // `FakeMeta::meta_config`.
-use audience_sync::destinations::meta::{retry::RetryPolicy, MetaConfig, SecretToken};
+use audience_sync::destinations::{
+    meta::{MetaConfig, SecretToken},
+    retry::RetryPolicy,
+};
 
 // The fault API, as the tests name it (`fake_meta::Fault`); not every user names every part.
 #[allow(unused_imports)]
