@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::destinations::meta::client::{MetaConfig, DEFAULT_GRAPH_URL};
 use crate::destinations::retry::RetryPolicy;
+use crate::destinations::settings::{GoogleConfig, LinkedinConfig, TiktokConfig};
 use crate::destinations::token::SecretToken;
 use crate::secrets::{parse_db_secret, parse_token_secret, DbDefaults, SecretsClient};
 
@@ -68,6 +69,10 @@ pub const DEFAULT_SCHEDULER_INTERVAL: Duration = Duration::from_secs(60);
 pub struct Config {
     pub database_url: Option<String>,
     pub meta: Option<MetaConfig>,
+    /// The other platforms (DESIGN §8.1); `None`: not configured.
+    pub google: Option<GoogleConfig>,
+    pub linkedin: Option<LinkedinConfig>,
+    pub tiktok: Option<TiktokConfig>,
     /// `PORT`: where `audiences serve` listens (default 3000).
     pub port: u16,
     pub db_pool_size: usize,
@@ -97,6 +102,9 @@ impl fmt::Debug for Config {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("meta", &self.meta)
+            .field("google", &self.google)
+            .field("linkedin", &self.linkedin)
+            .field("tiktok", &self.tiktok)
             .field("port", &self.port)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_ca_bundle", &self.db_ca_bundle)
@@ -216,6 +224,10 @@ impl Config {
         Ok(Config {
             database_url: get(vars, "DATABASE_URL"),
             meta,
+            // Filled from the DESIGN §8.1 variables by the destinations' wiring (issue 12).
+            google: None,
+            linkedin: None,
+            tiktok: None,
             port,
             db_pool_size,
             db_ca_bundle: get(vars, "DB_CA_BUNDLE").map(PathBuf::from),
