@@ -136,79 +136,87 @@ pub fn hex(h: &Hash) -> String {
 const EMAIL: u8 = 1;
 const PHONE: u8 = 2;
 const ADDRESS: u8 = 4;
-/// First byte of a stored Google row (Meta's rows are 320 bytes of digests).
+/// First byte of a stored Google row.
 const MARK: u8 = b'G';
+/// Stored rows are 320 bytes (`audience_member_sync.hashes`' CHECK, made for Meta's ten
+/// digests): `G`, flags, email, phone, given name, family name (32 bytes each, zero when
+/// absent), region (2), postal length (1), postal code (up to 16), zeros.
+pub const ROW_BYTES: usize = 320;
+const EMAIL_AT: usize = 2;
+const PHONE_AT: usize = EMAIL_AT + 32;
+const GIVEN_AT: usize = PHONE_AT + 32;
+const FAMILY_AT: usize = GIVEN_AT + 32;
+const REGION_AT: usize = FAMILY_AT + 32;
+const POSTAL_LEN_AT: usize = REGION_AT + 2;
+const POSTAL_AT: usize = POSTAL_LEN_AT + 1;
 
 impl GoogleRow {
     pub fn is_sendable(&self) -> bool {
         self.email.is_some() || self.phone.is_some() || self.address.is_some()
     }
 
-    /// How many identifiers the member carries (Google takes at most 10).
-    pub fn identifiers(&self) -> usize {
-        [
-            self.email.is_some(),
-            self.phone.is_some(),
-            self.address.is_some(),
-        ]
-        .into_iter()
-        .filter(|x| *x)
-        .count()
-    }
-
-    /// `G`, a flags byte, the digests present, then an address's region, postal length and
-    /// postal code.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let flags = u8::from(self.email.is_some()) * EMAIL
+        let mut out = vec![0u8; ROW_BYTES];
+        out[0] = MARK;
+        out[1] = u8::from(self.email.is_some()) * EMAIL
             | u8::from(self.phone.is_some()) * PHONE
             | u8::from(self.address.is_some()) * ADDRESS;
-        let mut out = vec![MARK, flags];
-        for h in [&self.email, &self.phone].into_iter().flatten() {
-            out.extend_from_slice(h);
+        let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
+        if let Some(h) = &self.email {
+            put(EMAIL_AT, h);
+        }
+        if let Some(h) = &self.phone {
+            put(PHONE_AT, h);
         }
         if let Some(a) = &self.address {
-            out.extend_from_slice(&a.given_name);
-            out.extend_from_slice(&a.family_name);
-            out.extend_from_slice(&a.region_code);
-            out.push(a.postal_code.len() as u8);
-            out.extend_from_slice(a.postal_code.as_bytes());
+            put(GIVEN_AT, &a.given_name);
+            put(FAMILY_AT, &a.family_name);
+            put(REGION_AT, &a.region_code);
+            put(POSTAL_LEN_AT, &[a.postal_code.len() as u8]);
+            put(POSTAL_AT, a.postal_code.as_bytes());
         }
         out
     }
 
-    /// Inverse of [`GoogleRow::to_bytes`]; `None` for anything else (another platform's row).
+    /// Inverse of [`GoogleRow::to_bytes`]; `None` for anything else (every unused byte must be
+    /// zero, so another platform's row is not taken for one).
     pub fn from_bytes(b: &[u8]) -> Option<GoogleRow> {
-        let (mark, flags) = (*b.first()?, *b.get(1)?);
-        let mut rest = &b[2..];
-        if mark != MARK || flags & !(EMAIL | PHONE | ADDRESS) != 0 || flags == 0 {
+        if b.len() != ROW_BYTES || b[0] != MARK {
             return None;
         }
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
-            rest = tail;
-            Some(head)
+        let flags = b[1];
+        if flags == 0 || flags & !(EMAIL | PHONE | ADDRESS) != 0 {
+            return None;
+        }
+        let digest = |at: usize| -> Hash { b[at..at + 32].try_into().expect("32 bytes") };
+        let zero = |from: usize, to: usize| b[from..to].iter().all(|&x| x == 0);
+        let field = |flag: u8, at: usize| (flags & flag != 0).then(|| digest(at));
+        let mut row = GoogleRow {
+            email: field(EMAIL, EMAIL_AT),
+            phone: field(PHONE, PHONE_AT),
+            address: None,
         };
-        let mut row = GoogleRow::default();
-        if flags & EMAIL != 0 {
-            row.email = Some(take(32)?.try_into().ok()?);
-        }
-        if flags & PHONE != 0 {
-            row.phone = Some(take(32)?.try_into().ok()?);
-        }
+        let unused_ok = (row.email.is_some() || zero(EMAIL_AT, PHONE_AT))
+            && (row.phone.is_some() || zero(PHONE_AT, GIVEN_AT));
+        let mut end = POSTAL_AT;
         if flags & ADDRESS != 0 {
-            let given_name: Hash = take(32)?.try_into().ok()?;
-            let family_name: Hash = take(32)?.try_into().ok()?;
-            let region_code: [u8; 2] = take(2)?.try_into().ok()?;
-            let len = *take(1)?.first()? as usize;
-            let postal_code = std::str::from_utf8(take(len)?).ok()?.to_string();
+            let len = b[POSTAL_LEN_AT] as usize;
+            end = POSTAL_AT + len;
+            let postal = std::str::from_utf8(b.get(POSTAL_AT..end)?).ok()?;
+            let region: [u8; 2] = [b[REGION_AT], b[REGION_AT + 1]];
+            if len == 0 || len > MAX_POSTAL || !region.iter().all(u8::is_ascii_uppercase) {
+                return None;
+            }
             row.address = Some(Address {
-                given_name,
-                family_name,
-                region_code,
-                postal_code,
+                given_name: digest(GIVEN_AT),
+                family_name: digest(FAMILY_AT),
+                region_code: region,
+                postal_code: postal.to_string(),
             });
+        } else if !zero(GIVEN_AT, POSTAL_AT) {
+            return None;
         }
-        rest.is_empty().then_some(row)
+        (unused_ok && zero(end, ROW_BYTES)).then_some(row)
     }
 }
 
@@ -333,13 +341,21 @@ mod tests {
             zip: Some("sw1a 1aa"),
             ..PersonFields::default()
         });
-        assert_eq!(row.identifiers(), 3);
         assert_eq!(row.address.as_ref().unwrap().postal_code, "SW1A 1AA");
         assert_eq!(hex(&row.phone.unwrap()), sha256_hex("+16505551212"));
         let b = row.to_bytes();
         assert_eq!(GoogleRow::from_bytes(&b), Some(row));
+        assert_eq!(b.len(), 320, "the length the member table takes");
         assert_eq!(GoogleRow::from_bytes(&b[..b.len() - 1]), None);
         assert_eq!(GoogleRow::from_bytes(&vec![0u8; 320]), None);
+        let mut meta_like = vec![7u8; 320];
+        meta_like[0] = b'G';
+        meta_like[1] = 1;
+        assert_eq!(
+            GoogleRow::from_bytes(&meta_like),
+            None,
+            "a row of digests is not Google's"
+        );
         let email_only = GoogleRow {
             email: Some([7; 32]),
             ..GoogleRow::default()
