@@ -535,3 +535,208 @@ async fn a_manager_account_is_named_in_the_header_and_in_each_destination() {
         json!({"accountType": "GOOGLE_ADS", "accountId": "9876543210"})
     );
 }
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_uses_the_list_it_made() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("G").await;
+    person(&t, seg, "l1").await;
+    let id = google_audience(&t, seg, "Google Lost Answer").await;
+    fake.inject("POST", "/userLists", GoogleFault::AppliedThenUnavailable, 1);
+    let r = t.sync(&id, "full").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(fake.lists().len(), 1, "no second list");
+    let list = list_id(&t, &id).await;
+    assert_eq!(fake.lists()[0].id, list);
+    let creates: Vec<String> = calls_to(&fake, "/userLists")
+        .iter()
+        .map(|c| format!("{} {}", c.status, c.reason.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        creates,
+        vec![
+            "503 SERVICE_UNAVAILABLE",
+            "400 DISPLAY_NAME_ALREADY_USED",
+            "200 "
+        ]
+    );
+    let (_, _, response) = log_of(&t, &r).await;
+    assert_eq!(response["user_list"], "found by its name");
+    assert_eq!(fake.members(&list), emails(["l1".to_string()]));
+}
+
+/// The fake refuses what Google documents as refused (DESTINATIONS.md §6), so a test passing
+/// against it means the client sent what Google takes.
+#[tokio::test]
+async fn the_fake_refuses_what_google_refuses() {
+    let fake = FakeGoogle::start().await;
+    let http = reqwest::Client::new();
+    let call = |method: &str, path: &str, body: Value, token: Option<&str>| {
+        let mut req = http
+            .request(method.parse().unwrap(), format!("{}{path}", fake.url()))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let v: Value = resp.json().await.unwrap();
+            let reason = v["error"]["details"][0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (status, reason, v)
+        }
+    };
+    let token = Some(crate::support::fake_google::FAKE_ACCESS_TOKEN);
+    let lists = format!("/accountTypes/GOOGLE_ADS/accounts/{FAKE_CUSTOMER}/userLists");
+    let new_list = json!({"displayName": "L", "membershipDuration": "46656000s",
+        "ingestedUserListInfo": {"uploadKeyTypes": ["CONTACT_ID"]}});
+    let (s, reason, v) = call("POST", &lists, new_list.clone(), None).await;
+    assert_eq!((s, reason.as_str()), (401, "ACCESS_TOKEN_EXPIRED"), "{v}");
+    assert_eq!(v["error"]["status"], "UNAUTHENTICATED");
+    let (s, _, v) = call("POST", &lists, new_list.clone(), token).await;
+    assert_eq!(s, 200, "{v}");
+    let list = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        v["sizeInfo"]["displayNetworkMembersCount"], "0",
+        "int64 as a string"
+    );
+    let (s, reason, _) = call("POST", &lists, new_list.clone(), token).await;
+    assert_eq!((s, reason.as_str()), (400, "DISPLAY_NAME_ALREADY_USED"));
+    let mut odd = new_list.clone();
+    odd["displayName"] = json!("M");
+    odd["membershipDuration"] = json!("90000s");
+    assert_eq!(call("POST", &lists, odd.clone(), token).await.0, 400);
+    odd["membershipDuration"] = json!("46742400s");
+    assert_eq!(
+        call("POST", &lists, odd.clone(), token).await.1,
+        "MEMBERSHIP_DURATION_TOO_LONG"
+    );
+    odd["membershipDuration"] = json!("86400s");
+    odd["ingestedUserListInfo"]["uploadKeyTypes"] = json!(["CONTACT_ID", "USER_ID"]);
+    assert_eq!(call("POST", &lists, odd, token).await.0, 400);
+
+    let hash = expect::sha("a@example.com");
+    let member = |h: &str| json!({"userData": {"userIdentifiers": [{"emailAddress": h}]}});
+    let ingest = |members: Vec<Value>| {
+        json!({
+            "destinations": [{"operatingAccount": {"accountType": "GOOGLE_ADS", "accountId": FAKE_CUSTOMER},
+                              "productDestinationId": list}],
+            "audienceMembers": members,
+            "consent": {"adUserData": "CONSENT_GRANTED", "adPersonalization": "CONSENT_GRANTED"},
+            "termsOfService": {"customerMatchTermsOfServiceStatus": "ACCEPTED"},
+            "encoding": "HEX",
+        })
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            {
+                let mut b = ingest(vec![member(&hash)]);
+                b.as_object_mut().unwrap().remove("encoding");
+                b
+            },
+            "REQUIRED_FIELD_MISSING",
+        ),
+        (
+            {
+                let mut b = ingest(vec![member(&hash)]);
+                b.as_object_mut().unwrap().remove("termsOfService");
+                b
+            },
+            "TERMS_AND_CONDITIONS_NOT_SIGNED",
+        ),
+        // Fast-fail: one malformed hash fails the whole request.
+        (
+            ingest(vec![member(&hash), member("not-a-hash")]),
+            "INVALID_HEX_ENCODING",
+        ),
+        (
+            ingest(vec![member(&hash), member(&hash[..60])]),
+            "INVALID_SHA256_FORMAT",
+        ),
+        (
+            ingest(vec![member(&hash); 10_001]),
+            "TOO_MANY_AUDIENCE_MEMBERS",
+        ),
+        (
+            ingest(vec![
+                json!({"userData": {"userIdentifiers": vec![json!({"emailAddress": hash}); 11]}}),
+            ]),
+            "TOO_MANY_USER_IDENTIFIERS",
+        ),
+        (
+            ingest(vec![
+                json!({"userData": {"userIdentifiers": [{"address": {"givenName": hash, "familyName": hash, "regionCode": "US"}}]}}),
+            ]),
+            "REQUIRED_FIELD_MISSING",
+        ),
+    ];
+    for (body, want) in cases {
+        let (s, reason, v) = call("POST", "/audienceMembers:ingest", body, token).await;
+        assert_eq!((s, reason.as_str()), (400, want), "{v}");
+    }
+    assert!(
+        fake.members(&list).is_empty(),
+        "nothing of a refused request was applied"
+    );
+    let (s, _, v) = call(
+        "POST",
+        "/audienceMembers:ingest",
+        ingest(vec![member(&hash)]),
+        token,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["requestId"].is_string());
+    assert_eq!(
+        fake.members(&list),
+        HashSet::from([expect::email("a@example.com")])
+    );
+    // :remove has no consent and no terms of service: Google refuses unknown fields.
+    let (s, _, v) = call(
+        "POST",
+        "/audienceMembers:remove",
+        ingest(vec![member(&hash)]),
+        token,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown name"),
+        "{v}"
+    );
+    let mut remove = ingest(vec![member(&hash)]);
+    remove.as_object_mut().unwrap().remove("consent");
+    remove.as_object_mut().unwrap().remove("termsOfService");
+    assert_eq!(
+        call("POST", "/audienceMembers:remove", remove.clone(), token)
+            .await
+            .0,
+        200
+    );
+    assert!(fake.members(&list).is_empty());
+    fake.delete_outside(&list);
+    assert_eq!(
+        call("GET", &format!("{lists}/{list}"), Value::Null, token)
+            .await
+            .0,
+        404
+    );
+    let (s, reason, _) = call("POST", "/audienceMembers:remove", remove, token).await;
+    assert_eq!((s, reason.as_str()), (400, "INVALID_USER_LIST_ID"));
+    fake.set_per_minute_quota(0);
+    let (s, _, v) = call(
+        "POST",
+        "/audienceMembers:ingest",
+        ingest(vec![member(&hash)]),
+        token,
+    )
+    .await;
+    assert_eq!(s, 429, "{v}");
+    assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+}

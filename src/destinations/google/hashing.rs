@@ -158,9 +158,10 @@ impl GoogleRow {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![0u8; ROW_BYTES];
         out[0] = MARK;
-        out[1] = u8::from(self.email.is_some()) * EMAIL
-            | u8::from(self.phone.is_some()) * PHONE
-            | u8::from(self.address.is_some()) * ADDRESS;
+        let flag = |present: bool, bit: u8| if present { bit } else { 0 };
+        out[1] = flag(self.email.is_some(), EMAIL)
+            | flag(self.phone.is_some(), PHONE)
+            | flag(self.address.is_some(), ADDRESS);
         let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
         if let Some(h) = &self.email {
             put(EMAIL_AT, h);

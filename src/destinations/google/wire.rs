@@ -223,43 +223,6 @@ mod int64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn identifiers_are_one_key_each_and_counts_read_from_strings() {
-        let ids = vec![
-            UserIdentifier::EmailAddress("a".repeat(64)),
-            UserIdentifier::Address(AddressInfo {
-                given_name: "b".repeat(64),
-                family_name: "c".repeat(64),
-                region_code: "US".into(),
-                postal_code: "94045".into(),
-            }),
-        ];
-        let v = serde_json::to_value(&ids).unwrap();
-        assert_eq!(v[0], json!({"emailAddress": "a".repeat(64)}));
-        assert_eq!(v[1]["address"]["regionCode"], "US");
-        assert_eq!(v[1]["address"]["givenName"], "b".repeat(64));
-        let list: UserList = serde_json::from_value(json!({
-            "id": "5550001111",
-            "sizeInfo": {"displayNetworkMembersCount": "1200", "searchNetworkMembersCount": "0"},
-            "ingestedUserListInfo": {"contactIdInfo": {"matchRatePercentage": 41}}
-        }))
-        .unwrap();
-        assert_eq!(list.size_info.display_network_members_count, Some(1200));
-        assert_eq!(list.size_info.search_network_members_count, Some(0));
-        assert_eq!(
-            list.ingested_user_list_info
-                .contact_id_info
-                .match_rate_percentage,
-            Some(41)
-        );
-    }
-}
-
 /// Why Google would refuse this member (and with it the whole request: one bad record fails
 /// an ingest), checked before anything is sent. A fixed sentence, never the member's data.
 pub fn member_problem(m: &AudienceMember) -> Option<&'static str> {
@@ -296,4 +259,75 @@ fn address_problem(a: &AddressInfo) -> Option<&'static str> {
 /// 64 lowercase hex digits (what `encoding: HEX` declares).
 pub fn is_hex_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn identifiers_are_one_key_each_and_counts_read_from_strings() {
+        let ids = vec![
+            UserIdentifier::EmailAddress("a".repeat(64)),
+            UserIdentifier::Address(AddressInfo {
+                given_name: "b".repeat(64),
+                family_name: "c".repeat(64),
+                region_code: "US".into(),
+                postal_code: "94045".into(),
+            }),
+        ];
+        let v = serde_json::to_value(&ids).unwrap();
+        assert_eq!(v[0], json!({"emailAddress": "a".repeat(64)}));
+        assert_eq!(v[1]["address"]["regionCode"], "US");
+        assert_eq!(v[1]["address"]["givenName"], "b".repeat(64));
+        let list: UserList = serde_json::from_value(json!({
+            "id": "5550001111",
+            "sizeInfo": {"displayNetworkMembersCount": "1200", "searchNetworkMembersCount": "0"},
+            "ingestedUserListInfo": {"contactIdInfo": {"matchRatePercentage": 41}}
+        }))
+        .unwrap();
+        assert_eq!(list.size_info.display_network_members_count, Some(1200));
+        assert_eq!(list.size_info.search_network_members_count, Some(0));
+        assert_eq!(
+            list.ingested_user_list_info
+                .contact_id_info
+                .match_rate_percentage,
+            Some(41)
+        );
+    }
+
+    #[test]
+    fn records_google_would_refuse_are_found_before_sending() {
+        let hash = "a".repeat(64);
+        let with = |ids: Vec<UserIdentifier>| AudienceMember {
+            user_data: UserData {
+                user_identifiers: ids,
+            },
+        };
+        let address = |region: &str, postal: &str| {
+            UserIdentifier::Address(AddressInfo {
+                given_name: hash.clone(),
+                family_name: hash.clone(),
+                region_code: region.into(),
+                postal_code: postal.into(),
+            })
+        };
+        assert_eq!(
+            member_problem(&with(vec![UserIdentifier::EmailAddress(hash.clone())])),
+            None
+        );
+        assert_eq!(member_problem(&with(vec![address("US", "94045")])), None);
+        for bad in [
+            with(vec![]),
+            with(vec![UserIdentifier::EmailAddress(hash.to_uppercase())]),
+            with(vec![UserIdentifier::PhoneNumber(hash[..63].to_string())]),
+            with(vec![UserIdentifier::EmailAddress(hash.clone()); 11]),
+            with(vec![address("us", "94045")]),
+            with(vec![address("US", " 94045")]),
+            with(vec![address("US", "")]),
+        ] {
+            assert!(member_problem(&bad).is_some(), "{bad:?}");
+        }
+    }
 }

@@ -88,6 +88,18 @@ pub(super) fn process(
     let answer = if path == "/token" {
         token(&mut st, method, body)
     } else if let Some(fault) = take_fault(&mut st.faults, method.as_str(), &path) {
+        if fault == GoogleFault::AppliedThenUnavailable && authorized {
+            let query = uri.query().unwrap_or_default();
+            route(
+                &mut st,
+                method,
+                &path,
+                query,
+                header("login-account"),
+                body,
+                json_body,
+            );
+        }
         fault_answer(fault)
     } else if !authorized {
         error(
@@ -131,7 +143,7 @@ fn take_fault(faults: &mut Vec<super::FaultRule>, method: &str, path: &str) -> O
 fn fault_answer(fault: GoogleFault) -> Answer {
     match fault {
         GoogleFault::RateLimited => rate_limited(),
-        GoogleFault::Unavailable => error(
+        GoogleFault::Unavailable | GoogleFault::AppliedThenUnavailable => error(
             503,
             "UNAVAILABLE",
             "SERVICE_UNAVAILABLE",

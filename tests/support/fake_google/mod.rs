@@ -87,6 +87,8 @@ pub enum GoogleFault {
     Internal,
     /// 401 `UNAUTHENTICATED`.
     Unauthenticated,
+    /// The request is carried out, then the answer is a 503 (an answer lost on the way).
+    AppliedThenUnavailable,
 }
 
 struct FaultRule {
