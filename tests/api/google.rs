@@ -740,3 +740,29 @@ async fn the_fake_refuses_what_google_refuses() {
     assert_eq!(s, 429, "{v}");
     assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
 }
+
+#[tokio::test]
+async fn deleting_the_audience_deletes_its_user_list() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("G").await;
+    person(&t, seg, "del1").await;
+    let id = google_audience(&t, seg, "Google Delete").await;
+    assert_eq!(t.sync(&id, "full").await["status"], "completed");
+    let list = list_id(&t, &id).await;
+    let (s, body) = t.delete(&format!("/api/audiences/{id}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    assert!(fake.list(&list).unwrap().deleted);
+    assert_eq!(
+        t.get(&format!("/api/audiences/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // A list already deleted in Google Ads counts as deleted.
+    let id = google_audience(&t, seg, "Google Delete 2").await;
+    assert_eq!(t.sync(&id, "full").await["status"], "completed");
+    fake.delete_outside(&list_id(&t, &id).await);
+    assert_eq!(
+        t.delete(&format!("/api/audiences/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+}
