@@ -766,3 +766,65 @@ async fn deleting_the_audience_deletes_its_user_list() {
         StatusCode::NO_CONTENT
     );
 }
+
+/// The client's retries end with the sync's deadline: Google asks to wait 30 s, which would end
+/// past the deadline's grace, so the first 429 stands; without a deadline it is retried.
+#[tokio::test]
+async fn retries_never_outlast_the_sync_deadline() {
+    use audience_sync::destinations::deadline;
+    use audience_sync::destinations::google::wire::{
+        AudienceMember, IngestRequest, ProductAccount, TermsOfService, UserData, UserIdentifier,
+        WireDestination,
+    };
+    use audience_sync::destinations::google::GoogleClient;
+
+    let fake = FakeGoogle::start().await;
+    let mut config = fake.google_config();
+    config.retry.max_delay = Duration::from_secs(60);
+    let client = GoogleClient::new(config).unwrap();
+    let list = client
+        .create_user_list(FAKE_CUSTOMER, "Deadline", "")
+        .await
+        .unwrap()
+        .id;
+    let destinations = [WireDestination {
+        operating_account: ProductAccount::google_ads(FAKE_CUSTOMER),
+        login_account: None,
+        product_destination_id: list,
+    }];
+    let members = [AudienceMember {
+        user_data: UserData {
+            user_identifiers: vec![UserIdentifier::EmailAddress(expect::sha("a@example.com"))],
+        },
+    }];
+    let request = IngestRequest {
+        destinations: &destinations,
+        audience_members: &members,
+        consent: client.consent(),
+        terms_of_service: TermsOfService {
+            customer_match_terms_of_service_status: "ACCEPTED",
+        },
+        encoding: "HEX",
+    };
+    fake.set_retry_delay(Some(Duration::from_secs(30)));
+    fake.inject("POST", ":ingest", GoogleFault::RateLimited, 1);
+    let err = deadline::within(Some(Instant::now()), client.ingest(&request))
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), Some(429), "{err}");
+    assert_eq!(
+        calls_to(&fake, ":ingest").len(),
+        1,
+        "no retry past the deadline"
+    );
+
+    // Without a deadline (and a short wait) the same 429 is retried to success.
+    fake.set_retry_delay(Some(Duration::from_secs(0)));
+    fake.inject("POST", ":ingest", GoogleFault::RateLimited, 1);
+    client.ingest(&request).await.unwrap();
+    let statuses: Vec<u16> = calls_to(&fake, ":ingest")
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, vec![429, 429, 200]);
+}

@@ -100,7 +100,7 @@ pub(super) fn process(
                 json_body,
             );
         }
-        fault_answer(fault)
+        fault_answer(fault, st.retry_delay)
     } else if !authorized {
         error(
             401,
@@ -140,9 +140,9 @@ fn take_fault(faults: &mut Vec<super::FaultRule>, method: &str, path: &str) -> O
     Some(fault)
 }
 
-fn fault_answer(fault: GoogleFault) -> Answer {
+fn fault_answer(fault: GoogleFault, retry_delay: Option<Duration>) -> Answer {
     match fault {
-        GoogleFault::RateLimited => rate_limited(),
+        GoogleFault::RateLimited => rate_limited(retry_delay),
         GoogleFault::Unavailable | GoogleFault::AppliedThenUnavailable => error(
             503,
             "UNAVAILABLE",
@@ -164,13 +164,19 @@ fn fault_answer(fault: GoogleFault) -> Answer {
     }
 }
 
-fn rate_limited() -> Answer {
-    error(
+fn rate_limited(retry_delay: Option<Duration>) -> Answer {
+    let mut answer = error(
         429,
         "RESOURCE_EXHAUSTED",
         "RATE_LIMIT_EXCEEDED",
         "Quota exceeded for quota metric 'Ingestion requests' and limit 'Ingestion requests per minute'.",
-    )
+    );
+    if let (Some(d), Some(details)) = (retry_delay, answer.body["error"]["details"].as_array_mut())
+    {
+        details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                            "retryDelay": format!("{}s", d.as_secs())}));
+    }
+    answer
 }
 
 /// `POST /token`, `grant_type=refresh_token`: a new access token (counted).
@@ -247,7 +253,7 @@ fn route(
             );
         }
         if !quota_left(st) {
-            return rate_limited();
+            return rate_limited(st.retry_delay);
         }
         if body.is_null() && !raw.is_empty() {
             return invalid("INVALID_ARGUMENT", "Invalid JSON payload received.");

@@ -111,6 +111,8 @@ struct FakeState {
     per_minute: usize,
     recent: VecDeque<Instant>,
     counter: u64,
+    /// `RetryInfo.retryDelay` of a 429, when set.
+    retry_delay: Option<Duration>,
 }
 
 struct Shared {
@@ -158,6 +160,7 @@ impl FakeGoogle {
                 per_minute: 300,
                 recent: VecDeque::new(),
                 counter: 0,
+                retry_delay: None,
             }),
         });
         let app = Router::new()
@@ -264,6 +267,11 @@ impl FakeGoogle {
     /// Ingestion requests allowed per minute before 429 `RESOURCE_EXHAUSTED`.
     pub fn set_per_minute_quota(&self, n: usize) {
         self.shared.lock().per_minute = n;
+    }
+
+    /// A 429 carries `RetryInfo.retryDelay` (Google's hint of how long to wait).
+    pub fn set_retry_delay(&self, delay: Option<Duration>) {
+        self.shared.lock().retry_delay = delay;
     }
 
     /// The next `times` requests whose path ends with `path_suffix` (and method matches)
