@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use audience_sync::destinations::settings::{GoogleAuth, GoogleConfig};
+use audience_sync::destinations::settings::{Consent, GoogleAuth, GoogleConfig};
 use audience_sync::destinations::token::SecretToken;
 use audience_sync::sync::scheduler::{tick, TickOptions};
 use reqwest::StatusCode;
@@ -515,10 +515,11 @@ async fn an_unconfigured_google_syncs_the_database_side_and_says_so() {
 }
 
 #[tokio::test]
-async fn a_manager_account_is_named_in_the_header_and_in_each_destination() {
+async fn a_manager_account_and_the_configured_consent_are_sent() {
     let fake = FakeGoogle::start().await;
     let mut config = fake.google_config();
     config.login_customer_id = Some("987-654-3210".into());
+    config.ad_personalization_consent = Consent::Denied;
     let t = app_with(Some(config)).await;
     let seg = t.segment("G").await;
     person(&t, seg, "m1").await;
@@ -533,6 +534,11 @@ async fn a_manager_account_is_named_in_the_header_and_in_each_destination() {
     assert_eq!(
         ingest.body["destinations"][0]["loginAccount"],
         json!({"accountType": "GOOGLE_ADS", "accountId": "9876543210"})
+    );
+    assert_eq!(
+        ingest.body["consent"],
+        json!({"adUserData": "CONSENT_GRANTED", "adPersonalization": "CONSENT_DENIED"}),
+        "the configured consent, as asserted"
     );
 }
 
