@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 
 use crate::config::{Config, SyncSettings};
 use crate::db::PoolOptions;
+use crate::destinations::google::GoogleClient;
 use crate::destinations::meta::client::MetaClient;
 
 #[derive(Clone)]
@@ -15,6 +16,8 @@ pub struct App {
     pub pool: Pool,
     /// `None` when Meta is not configured: syncs do the database side only.
     pub meta: Option<Arc<MetaClient>>,
+    /// `None` when Google is not configured (DESIGN §8.1).
+    pub google: Option<Arc<GoogleClient>>,
     pub sync: SyncSettings,
 }
 
@@ -38,9 +41,14 @@ impl App {
             Some(m) => Some(Arc::new(MetaClient::new(m.clone())?)),
             None => None,
         };
+        let google = match &config.google {
+            Some(g) => Some(Arc::new(GoogleClient::new(g.clone())?)),
+            None => None,
+        };
         Ok(App {
             pool,
             meta,
+            google,
             sync: config.sync.clone(),
         })
     }

@@ -2,6 +2,7 @@
 //! to a status and the JSON error shape in one place (`http::response`).
 
 use crate::db::DbError;
+use crate::destinations::google::GoogleError;
 use crate::destinations::meta::error::MetaError;
 use crate::destinations::Platform;
 
@@ -22,6 +23,8 @@ pub enum Error {
     Db(#[from] DbError),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error(transparent)]
+    Google(#[from] GoogleError),
     /// The platform no longer has the audience (deleted in its ads UI, expired): the sync fails
     /// saying so, its platform id is cleared, and the next sync creates it anew and sends
     /// everyone (DESIGN §8.1). Every destination reports a vanished audience with this.

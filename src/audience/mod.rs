@@ -439,7 +439,19 @@ pub async fn delete(app: &App, id: Uuid, keep_on_platform: bool) -> Result<()> {
     })?;
     let on_platform =
         audience.meta_audience_id.is_some() || audience.meta_seed_audience_id.is_some();
-    if on_platform && !keep_on_platform {
+    let on_google = audience.destination == crate::destinations::Platform::Google
+        && audience.destination_audience_id.is_some();
+    if on_google && !keep_on_platform {
+        let client = app.google.as_deref().ok_or_else(|| {
+            Error::Conflict(
+                "the audience's user list exists in Google but Google is not configured here: \
+                 set its credentials to delete it there too, or pass keep_in_meta=true to delete only \
+                 this record"
+                    .into(),
+            )
+        })?;
+        crate::destinations::google::delete_user_list(client, &audience).await?;
+    } else if on_platform && !keep_on_platform {
         let client = app.meta.as_deref().ok_or_else(|| {
             Error::Conflict(
                 "the audience exists in Meta but Meta is not configured here: set META_ACCESS_TOKEN \

@@ -4,6 +4,7 @@
 //! platform's [`Row`] to hash them, and hands batches to the [`Destination`].
 
 pub mod deadline;
+pub mod google;
 pub mod meta;
 pub mod retry;
 pub mod settings;
@@ -120,6 +121,13 @@ pub trait Destination {
     /// A full sync's [`Opening::replace_total`] is worth counting for.
     fn wants_total(&self) -> bool {
         false
+    }
+    /// A full sync replaces what the platform holds in one session (Meta's `usersreplace`).
+    /// A platform without a replace that keeps the audience whole meanwhile answers `false`:
+    /// its full sync is a full diff (leavers and changed members' old rows removed, every
+    /// member sent again).
+    fn replaces(&self) -> bool {
+        true
     }
     /// Makes sure the platform audience members go to exists: on the first sync it is created
     /// and its id recorded (and what the database believed sent is forgotten: a new audience

@@ -19,9 +19,10 @@ use super::members::{self, Counters};
 use super::{log, member_store as store, AudienceLock};
 use crate::app::App;
 use crate::audience::store as audiences;
+use crate::destinations::google::{GoogleDestination, GoogleRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
-use crate::destinations::{deadline, DatabaseOnly, Destination, Removal};
+use crate::destinations::{deadline, DatabaseOnly, Destination, Platform, Removal};
 use crate::error::Result;
 
 /// Why an audience's purge waits for a later pass.
@@ -126,12 +127,29 @@ async fn locked(
         let audience = audiences::get(db, audience_id).await?;
         let meta = app.meta.as_deref();
         deadline::within(Some(until), async {
-            match meta.and_then(|client| MetaDestination::existing(client, &audience)) {
-                Some(mut dest) => remove_all(db, audience_id, &mut dest, first, until).await,
-                None => {
-                    let mut dest = DatabaseOnly::<HashedRow>::new("meta");
-                    remove_all(db, audience_id, &mut dest, first, until).await
-                }
+            match audience.destination {
+                Platform::Google => match app.google.as_deref() {
+                    Some(client) => match GoogleDestination::existing(client, &audience)? {
+                        Some(mut dest) => {
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                        None => {
+                            let mut dest = DatabaseOnly::<GoogleRow>::new("google");
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                    },
+                    None => {
+                        let mut dest = DatabaseOnly::<GoogleRow>::new("google");
+                        remove_all(db, audience_id, &mut dest, first, until).await
+                    }
+                },
+                _ => match meta.and_then(|client| MetaDestination::existing(client, &audience)) {
+                    Some(mut dest) => remove_all(db, audience_id, &mut dest, first, until).await,
+                    None => {
+                        let mut dest = DatabaseOnly::<HashedRow>::new("meta");
+                        remove_all(db, audience_id, &mut dest, first, until).await
+                    }
+                },
             }
         })
         .await

@@ -10,9 +10,10 @@ use super::members::{self, Checkpoint, Counters, Pass, PassEnd};
 use super::{log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, SyncType};
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
+use crate::destinations::google::{GoogleDestination, GoogleRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
-use crate::destinations::{deadline, DatabaseOnly, Destination, Opening};
+use crate::destinations::{deadline, DatabaseOnly, Destination, Opening, Platform};
 use crate::error::{Error, Result};
 
 /// A second connection, when the pool has one idle or room for one: never waited for, since
@@ -89,16 +90,29 @@ pub(super) async fn locked(
         // what was sent): the stored total is stale, the counts scan.
         total_known: unsettled == 0,
         platform_before,
+        replaces: true,
     };
     // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
     let (result, response) = deadline::within(deadline, async {
-        match app.meta.as_deref() {
-            Some(client) => {
+        match (
+            run.audience.destination,
+            app.meta.as_deref(),
+            app.google.as_deref(),
+        ) {
+            (Platform::Google, _, Some(client)) => {
+                let mut dest = GoogleDestination::new(client, &run.audience);
+                (run.with(&mut dest).await, dest.response())
+            }
+            (Platform::Google, _, None) => {
+                let mut dest = DatabaseOnly::<GoogleRow>::new("google");
+                (run.with(&mut dest).await, dest.response())
+            }
+            (_, Some(client), _) => {
                 let mut dest = MetaDestination::new(client, &run.audience);
                 (run.with(&mut dest).await, dest.response())
             }
-            None => {
+            (_, None, _) => {
                 let mut dest = DatabaseOnly::<HashedRow>::new("meta");
                 (run.with(&mut dest).await, dest.response())
             }
@@ -195,16 +209,22 @@ struct Run<'a> {
     total_known: bool,
     /// The platform ids at the start (a new platform audience forgets what was sent).
     platform_before: (Option<String>, Option<String>),
+    /// The destination replaces its audience in a full sync ([`Destination::replaces`]).
+    replaces: bool,
 }
 
 fn platform_ids(a: &Audience) -> (Option<String>, Option<String>) {
-    (a.meta_audience_id.clone(), a.meta_seed_audience_id.clone())
+    match a.destination {
+        Platform::Meta => (a.meta_audience_id.clone(), a.meta_seed_audience_id.clone()),
+        _ => (a.destination_audience_id.clone(), None),
+    }
 }
 
 impl Run<'_> {
     fn pass(&self) -> Pass {
         match self.sync_type {
-            SyncType::Full => Pass::Replace,
+            SyncType::Full if self.replaces => Pass::Replace,
+            SyncType::Full => Pass::Refresh,
             SyncType::Update if !self.changes_only => Pass::Update,
             SyncType::Incremental | SyncType::Update => Pass::Add,
         }
@@ -242,6 +262,7 @@ impl Run<'_> {
     /// The whole sync to `dest`: the diff, the destination's audience, the members, and what
     /// the platform builds afterwards.
     async fn with<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
+        self.replaces = dest.replaces();
         // An engagement audience is built by the platform from pixel events: no members.
         if self.audience.audience_type != AudienceType::Engagement {
             let resume = self.checkpoint.as_ref().map(|cp| cp.destination.clone());
@@ -307,7 +328,7 @@ impl Run<'_> {
         };
         let (mut c, end) = members::push(db, self.reader, id, run, dest, self.progress).await?;
         self.end = end;
-        if end == PassEnd::Done && pass == Pass::Update {
+        if end == PassEnd::Done && matches!(pass, Pass::Update | Pass::Refresh) {
             member_store::rehashed(db, id).await?;
         }
         if end == PassEnd::Done && pass == Pass::Replace {
@@ -410,6 +431,7 @@ pub(super) fn failure_message(e: &Error) -> String {
             message.clone()
         }
         Error::Meta(m) => m.user_message(),
+        Error::Google(g) => g.user_message(),
         e @ Error::PlatformAudienceGone { .. } => e.to_string(),
         Error::Db(_) => {
             "the database failed during the sync; the next sync carries on from what was accepted"

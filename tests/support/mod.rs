@@ -3,6 +3,7 @@
 //! loopback.
 #![allow(dead_code)]
 
+pub mod fake_google;
 pub mod fake_meta;
 pub mod lambda;
 pub mod tls;
