@@ -291,6 +291,28 @@ pub async fn set_platform_id(
     Ok(())
 }
 
+/// Forgets a platform id the platform no longer has (DESIGN §8.1), so that the next sync
+/// creates the audience anew: whichever column holds `gone`. A lookalike's seed takes the
+/// lookalike with it (Meta deletes no seed while a lookalike is built on it).
+pub async fn clear_platform_id(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+    gone: &str,
+) -> Result<()> {
+    db.execute(
+        "UPDATE custom_audience SET \
+             meta_audience_id = CASE WHEN meta_audience_id = $2 OR meta_seed_audience_id = $2 \
+                                     THEN NULL ELSE meta_audience_id END, \
+             meta_seed_audience_id = NULLIF(meta_seed_audience_id, $2), \
+             destination_audience_id = NULLIF(destination_audience_id, $2), \
+             meta_metrics = NULL, updated_at = now() \
+         WHERE id = $1",
+        &[&audience_id, &gone],
+    )
+    .await?;
+    Ok(())
+}
+
 /// `get_audience_metrics`: members, synced members, last sync and its status.
 pub async fn member_metrics(db: &impl GenericClient, id: Uuid) -> Result<Value> {
     let row = db

@@ -22,7 +22,7 @@ use crate::audience::store as audiences;
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
 use crate::destinations::{deadline, DatabaseOnly, Destination, Removal};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Why an audience's purge waits for a later pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +135,19 @@ async fn locked(
             }
         })
         .await
+    };
+    // An audience the platform no longer has holds nobody: nothing is left to remove there.
+    let outcome = match outcome {
+        Err(Error::PlatformAudienceGone {
+            platform_audience_id,
+            ..
+        }) => {
+            let audience = audiences::get(db, audience_id).await?;
+            super::run::platform_audience_gone(db, &audience, &platform_audience_id).await?;
+            store::drop_unsent_purged(db, audience_id).await?;
+            Ok((0, None))
+        }
+        other => other,
     };
     // Whatever happened, people with nothing left on the platform leave the queue.
     store::settle_purge_queue(db, audience_id).await?;

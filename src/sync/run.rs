@@ -194,11 +194,15 @@ struct Run<'a> {
     /// The audience's stored `total_synced` was true when the sync began.
     total_known: bool,
     /// The platform ids at the start (a new platform audience forgets what was sent).
-    platform_before: (Option<String>, Option<String>),
+    platform_before: (Option<String>, Option<String>, Option<String>),
 }
 
-fn platform_ids(a: &Audience) -> (Option<String>, Option<String>) {
-    (a.meta_audience_id.clone(), a.meta_seed_audience_id.clone())
+fn platform_ids(a: &Audience) -> (Option<String>, Option<String>, Option<String>) {
+    (
+        a.meta_audience_id.clone(),
+        a.meta_seed_audience_id.clone(),
+        a.destination_audience_id.clone(),
+    )
 }
 
 impl Run<'_> {
@@ -356,6 +360,13 @@ impl Run<'_> {
         if result.is_err() && self.replacing {
             member_store::unsettle_replace(db, audience_id, self.started).await?;
         }
+        if let Err(Error::PlatformAudienceGone {
+            platform_audience_id,
+            ..
+        }) = &result
+        {
+            platform_audience_gone(db, &self.audience, platform_audience_id).await?;
+        }
         let (synced, failed, total_synced) = match self.counted(&result) {
             Some(counts) => counts,
             None => member_store::counts(db, audience_id, self.started).await?,
@@ -400,6 +411,28 @@ impl Run<'_> {
             resumed,
         })
     }
+}
+
+/// The platform no longer has the audience (deleted outside the service, or expired): its id
+/// is cleared so that the next sync creates it anew, and, unless only a lookalike built on a
+/// seed that is still there went, what the database believed sent is forgotten (the platform
+/// holds none of it; the next sync sends every member).
+pub(super) async fn platform_audience_gone(
+    db: &Client,
+    audience: &Audience,
+    gone: &str,
+) -> Result<()> {
+    crate::audience::store::clear_platform_id(db, audience.id, gone).await?;
+    let seed_stays = audience
+        .meta_seed_audience_id
+        .as_deref()
+        .is_some_and(|seed| seed != gone);
+    if !seed_stays {
+        member_store::forget_sent(db, audience.id).await?;
+    }
+    tracing::warn!(audience_id = %audience.id, platform = %audience.destination,
+        "the platform audience no longer exists: its id is cleared, the next sync creates it");
+    Ok(())
 }
 
 /// What a marketer reads in the log and on the audience: specific, free of secrets, and without

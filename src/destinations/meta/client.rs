@@ -523,6 +523,35 @@ impl MetaClient {
         self.execute_typed(&call).await
     }
 
+    /// Whether Meta no longer has the audience (deleted in Ads Manager, or by Meta). Meta answers
+    /// 100/33 alike for an audience that does not exist and for one this token may not read;
+    /// when the token reads the ad account's audiences, the audience is not hidden: it is gone.
+    /// An error of the second read is returned (nothing is concluded).
+    pub async fn audience_vanished(
+        &self,
+        ad_account: &str,
+        audience_id: &str,
+    ) -> Result<bool, MetaError> {
+        match self.get_audience(audience_id).await {
+            Ok(_) => return Ok(false),
+            Err(e) if e.is_missing_object() => {}
+            Err(e) => return Err(e),
+        }
+        let mut query = vec![("fields", "id".to_string()), ("limit", "1".to_string())];
+        if let Some(proof) = &self.proof {
+            query.push(("appsecret_proof", proof.clone()));
+        }
+        let call = Call {
+            op: "list_audiences",
+            method: Method::GET,
+            path: format!("/act_{ad_account}/customaudiences"),
+            query,
+            body: None,
+        };
+        let _: Value = self.execute_typed(&call).await?;
+        Ok(true)
+    }
+
     /// Delete an audience (fails with `DeleteBlockedByLookalikes` while lookalikes use it).
     pub async fn delete_audience(&self, audience_id: &str) -> Result<(), MetaError> {
         check_object_id("audience id", audience_id)?;
