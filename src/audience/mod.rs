@@ -438,45 +438,18 @@ impl AudienceSpec {
     }
 }
 
-/// An account id on `platform` in its one spelling: Meta digits (`act_` accepted), a Google
-/// customer id of 10 digits (dashes accepted), a LinkedIn ad account's digits
-/// (`urn:li:sponsoredAccount:N` accepted), a TikTok advertiser id's digits.
+/// An account id on `platform` in its one spelling ([`Platform::account_id`]).
 pub fn account_id(platform: Platform, field: &str, v: Option<String>) -> Result<Option<String>> {
     let Some(raw) = v else { return Ok(None) };
-    let raw = raw.trim();
-    let (digits, rule) = match platform {
-        Platform::Meta => return digits_id(field, Some(raw.to_string())),
-        Platform::Google => (
-            raw.replace('-', ""),
-            "a Google Ads customer id of 10 digits, e.g. 123-456-7890",
-        ),
-        Platform::Linkedin => (
-            raw.trim_start_matches("urn:li:sponsoredAccount:")
-                .to_string(),
-            "a LinkedIn ad account id: digits, or urn:li:sponsoredAccount:<digits>",
-        ),
-        Platform::Tiktok => (raw.to_string(), "a TikTok advertiser id: digits"),
-    };
-    let length_ok = match platform {
-        Platform::Google => digits.len() == 10,
-        _ => (1..=30).contains(&digits.len()),
-    };
-    if !length_ok || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid(field, format!("{field} must be {rule}")));
-    }
-    Ok(Some(digits))
+    platform
+        .account_id(&raw)
+        .map(Some)
+        .map_err(|rule| Error::invalid(field, format!("{field} must be {rule}")))
 }
 
+/// A Meta id: digits (`act_` accepted).
 fn digits_id(field: &str, v: Option<String>) -> Result<Option<String>> {
-    let Some(v) = v else { return Ok(None) };
-    let digits = v.trim().trim_start_matches("act_");
-    if digits.is_empty() || digits.len() > 30 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must be a numeric Meta id (an ad account may start with act_)"),
-        ));
-    }
-    Ok(Some(digits.to_string()))
+    account_id(Platform::Meta, field, v)
 }
 
 /// The pixel rule of an engagement audience: people who fired `event` on pixel `pixel_id` in the

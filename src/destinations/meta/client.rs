@@ -72,16 +72,6 @@ impl MetaConfig {
     }
 }
 
-/// Whether the URL's host is this machine.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// Hex HMAC-SHA256 of the access token keyed with the app secret.
 pub fn appsecret_proof(access_token: &str, app_secret: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(app_secret.as_bytes())
@@ -170,7 +160,7 @@ impl MetaClient {
         }
         // The token travels in every request's headers: plain HTTP only to this machine (a
         // local fake or proxy), never across a network.
-        if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        if parsed.scheme() == "http" && !crate::destinations::is_loopback(&parsed) {
             return Err(MetaError::InvalidRequest(
                 "META_GRAPH_URL must use https (plain http only to localhost or 127.0.0.1, e.g. a local fake)"
                     .to_string(),
