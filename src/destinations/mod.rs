@@ -11,6 +11,7 @@ pub mod token;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio_postgres::Client;
@@ -79,6 +80,29 @@ impl Platform {
         match length_ok && digits.bytes().all(|b| b.is_ascii_digit()) {
             true => Ok(digits),
             false => Err(rule),
+        }
+    }
+}
+
+/// A day, for the membership durations below.
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Platform {
+    /// How often every member must be sent again, on a platform where a membership lapses
+    /// unless re-sent: an automatic sync becomes `full` when the audience's last completed full
+    /// sync is older than this. Each is the platform's membership life less 60 days, so that a
+    /// refresh that fails, or waits for the audience's interval, is retried in time.
+    pub fn resend_every(self) -> Option<Duration> {
+        match self {
+            // Customer Match lists are created with `membershipDuration` 540 days (the
+            // maximum): a member not uploaded again within it leaves the list.
+            Platform::Google => Some(DAY * 480),
+            // A TikTok custom audience keeps people `retention_in_days`, at most 365.
+            Platform::Tiktok => Some(DAY * 305),
+            // Meta keeps a customer list's members until they are removed (it may delete a
+            // whole audience unused by ads for two years: the deleted-outside lifecycle then
+            // recreates it). LinkedIn documents no expiry of a DMP segment's members.
+            Platform::Meta | Platform::Linkedin => None,
         }
     }
 }

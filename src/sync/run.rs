@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::audience::{Audience, AudienceType};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
-use crate::destinations::{deadline, DatabaseOnly, Destination, Opening};
+use crate::destinations::{deadline, DatabaseOnly, Destination, Opening, Platform};
 use crate::error::{Error, Result};
 
 /// A second connection, when the pool has one idle or room for one: never waited for, since
@@ -93,13 +93,14 @@ pub(super) async fn locked(
     // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
     let (result, response) = deadline::within(deadline, async {
-        match app.meta.as_deref() {
-            Some(client) => {
+        match (run.audience.destination, app.meta.as_deref()) {
+            (Platform::Meta, Some(client)) => {
                 let mut dest = MetaDestination::new(client, &run.audience);
                 (run.with(&mut dest).await, dest.response())
             }
-            None => {
-                let mut dest = DatabaseOnly::<HashedRow>::new("meta");
+            // A platform not configured (or whose destination is not built yet).
+            (platform, _) => {
+                let mut dest = DatabaseOnly::<HashedRow>::new(platform.as_str());
                 (run.with(&mut dest).await, dest.response())
             }
         }

@@ -277,3 +277,102 @@ async fn the_list_filters_on_destination_and_keeps_paging() {
     let (_, all) = t.get("/api/audiences?limit=100").await;
     assert_eq!(all["audiences"].as_array().unwrap().len(), 10);
 }
+
+/// The type of each sync the audience had, oldest first.
+async fn sync_types(t: &crate::support::TestApp, id: &str) -> Vec<String> {
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    crate::support::column(
+        &t.db,
+        "SELECT sync_type FROM audience_sync_log WHERE audience_id = $1 ORDER BY created_at",
+        &[&id],
+    )
+    .await
+}
+
+/// Ages the audience's completed full syncs (and its creation) by `days`.
+async fn age_full_syncs(t: &crate::support::TestApp, id: &str, days: i32) {
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    t.db.execute(
+        "UPDATE audience_sync_log SET completed_at = completed_at - make_interval(days => $2) \
+         WHERE audience_id = $1 AND sync_type = 'full'",
+        &[&id, &days],
+    )
+    .await
+    .unwrap();
+    t.db.execute(
+        "UPDATE custom_audience SET created_at = created_at - make_interval(days => $2) \
+         WHERE id = $1",
+        &[&id, &days],
+    )
+    .await
+    .unwrap();
+}
+
+/// Google and TikTok memberships lapse unless re-sent (540 and 365 days): an automatic sync
+/// (no type asked, or the scheduler's) re-sends everyone when the last full sync is older
+/// than the platform's refresh period; Meta's memberships do not lapse.
+#[tokio::test]
+async fn an_automatic_sync_refreshes_memberships_before_the_platform_lets_them_lapse() {
+    use audience_sync::sync::scheduler::{tick, TickOptions};
+    use std::time::{Duration, Instant};
+    let t = spawn_app().await;
+    let seg = t.segment("s").await;
+    t.people_in_segment(seg, "p", 3).await;
+    let mut ids = Vec::new();
+    for destination in ["tiktok", "google", "meta"] {
+        let a = t
+            .create_audience(json!({"name": destination, "destination": destination,
+                "segment_id": seg, "auto_sync": true}))
+            .await;
+        ids.push(a["id"].as_str().unwrap().to_string());
+    }
+    let auto = |id: &str| json!({"audience_id": id});
+    for id in &ids {
+        // First sync full, then incremental while the last full one is recent.
+        for _ in 0..2 {
+            let (s, r) = t.post("/api/audiences/sync", &auto(id)).await;
+            assert_eq!(
+                (s, &r["status"]),
+                (StatusCode::OK, &json!("completed")),
+                "{r}"
+            );
+        }
+        assert_eq!(sync_types(&t, id).await, ["full", "incremental"]);
+    }
+    let [tiktok, google, meta] = [&ids[0], &ids[1], &ids[2]];
+    // TikTok: refreshed 305 days on, not at 304.
+    age_full_syncs(&t, tiktok, 304).await;
+    t.post("/api/audiences/sync", &auto(tiktok)).await;
+    assert_eq!(sync_types(&t, tiktok).await.last().unwrap(), "incremental");
+    age_full_syncs(&t, tiktok, 1).await;
+    // An explicit type is kept as asked.
+    t.sync(tiktok, "incremental").await;
+    assert_eq!(sync_types(&t, tiktok).await.last().unwrap(), "incremental");
+    t.post("/api/audiences/sync", &auto(tiktok)).await;
+    assert_eq!(sync_types(&t, tiktok).await.last().unwrap(), "full");
+    // Google at 480 days; Meta never.
+    age_full_syncs(&t, google, 479).await;
+    t.post("/api/audiences/sync", &auto(google)).await;
+    assert_eq!(sync_types(&t, google).await.last().unwrap(), "incremental");
+    age_full_syncs(&t, meta, 2000).await;
+    t.post("/api/audiences/sync", &auto(meta)).await;
+    assert_eq!(sync_types(&t, meta).await.last().unwrap(), "incremental");
+
+    // The scheduler's syncs follow the same rule.
+    age_full_syncs(&t, google, 1).await;
+    t.db.execute(
+        "UPDATE custom_audience SET last_synced_at = now() - interval '2 days'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let options = TickOptions {
+        deadline: Instant::now() + Duration::from_secs(60),
+        reserve: Duration::from_secs(1),
+        lease: Duration::from_secs(1),
+    };
+    tick(&t.app, options).await.unwrap();
+    assert_eq!(sync_types(&t, google).await.last().unwrap(), "full");
+    assert_eq!(sync_types(&t, tiktok).await.last().unwrap(), "incremental");
+    assert_eq!(sync_types(&t, meta).await.last().unwrap(), "incremental");
+}
