@@ -212,8 +212,8 @@ impl MetaClient {
             Some(a) => normalize_ad_account_id(a),
             None => self.ad_account_id.clone().ok_or_else(|| {
                 MetaError::InvalidRequest(
-                    "no Meta ad account: set META_AD_ACCOUNT_ID or the audience's business \
-                     account id"
+                    "no Meta ad account: the audience names none (destination_account_id, \
+                     alias meta_business_account_id) and META_AD_ACCOUNT_ID is not set"
                         .to_string(),
                 )
             }),
