@@ -232,7 +232,9 @@ pub async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Res
 /// address: index probes whatever the statistics say. Joined to the CTE, the planner
 /// (expecting ~40% of the log) hashed all of `person` and the segment's members: 3.2 s for
 /// 1,000 changes among 1,000,000 people; and given the array with the statistics of a segment
-/// just filled, it filtered all of the segment's members by it (0.8 s to find nobody).
+/// just filled, it filtered all of the segment's members by it (0.8 s to find nobody). Those
+/// who no longer match are the changed EXCEPT the matched (hashed): as an anti-join, the
+/// planner (expecting one match) compared every pair.
 pub async fn refresh_changed(
     db: &impl GenericClient,
     id: Uuid,
@@ -254,11 +256,10 @@ pub async fn refresh_changed(
            ON CONFLICT (segment_id, person_id) DO NOTHING RETURNING 1), \
          gone AS ( \
            DELETE FROM segment_member sm WHERE sm.ctid = ANY(ARRAY( \
-             SELECT x.ctid FROM changed c \
+             SELECT x.ctid FROM (SELECT person_id FROM changed EXCEPT SELECT id FROM matched) c \
              CROSS JOIN LATERAL (SELECT s2.ctid FROM segment_member s2 \
                                  WHERE s2.segment_id = $1 AND s2.person_id = c.person_id \
-                                 OFFSET 0) x \
-             WHERE NOT EXISTS (SELECT 1 FROM matched m WHERE m.id = c.person_id))) \
+                                 OFFSET 0) x)) \
            RETURNING 1) \
          UPDATE segment g \
          SET member_count = GREATEST( \

@@ -607,12 +607,20 @@ pub async fn last_synced_row(db: &Client, audience_id: Uuid) -> Result<Option<Ve
 }
 
 /// Joiners whose person was deleted meanwhile were never read: nothing to keep them for.
-pub async fn clear_list(db: &Client, list_id: Uuid) -> Result<()> {
+/// After a pass over a long list (`long`: a first sync), its dead rows are vacuumed at once
+/// rather than at autovacuum's next round: until then every diff's lookup of an audience's
+/// abandoned joiners walks their index entries (220 ms of a sync with nothing to do, right
+/// after a first sync of 1,000,000). `SKIP_LOCKED`: a vacuum already running does the work.
+pub async fn clear_list(db: &Client, list_id: Uuid, long: bool) -> Result<()> {
     db.execute(
         "DELETE FROM audience_member_joiner WHERE list_id = $1",
         &[&list_id],
     )
     .await?;
+    if long {
+        db.batch_execute("VACUUM (SKIP_LOCKED) audience_member_joiner")
+            .await?;
+    }
     Ok(())
 }
 

@@ -15,6 +15,8 @@ use crate::error::Result;
 
 /// Rows per request to the destination (Meta's maximum), and our page size.
 pub const BATCH: usize = store::PAGE;
+/// A pass that examined this many members had a joiner list worth vacuuming once done.
+const LONG_LIST: u64 = 100_000;
 
 /// Which members a pass examines, and how it treats what Meta already holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +171,7 @@ pub async fn push<D: Destination>(
     if dest.needs_closing() {
         close_session(db, audience_id, dest).await?;
     }
-    store::clear_list(db, list_id).await?;
+    store::clear_list(db, list_id, c.examined >= LONG_LIST).await?;
     Ok((c, PassEnd::Done))
 }
 

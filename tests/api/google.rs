@@ -34,20 +34,15 @@ async fn setup() -> (FakeGoogle, TestApp) {
     (fake, t)
 }
 
-/// A custom-list audience on `seg` whose destination is Google (set through SQL until the API
-/// takes the field).
+/// A custom-list audience on `seg` whose destination is Google.
 async fn google_audience(t: &TestApp, seg: Uuid, name: &str) -> String {
     let a = t
-        .create_audience(json!({"name": name, "description": "from tests", "segment_id": seg}))
+        .create_audience(json!({
+            "name": name, "description": "from tests", "segment_id": seg, "destination": "google",
+        }))
         .await;
-    let id = Uuid::parse_str(a["id"].as_str().unwrap()).unwrap();
-    t.db.execute(
-        "UPDATE custom_audience SET destination = 'google' WHERE id = $1",
-        &[&id],
-    )
-    .await
-    .unwrap();
-    id.to_string()
+    assert_eq!(a["destination"], "google", "{a}");
+    a["id"].as_str().unwrap().to_string()
 }
 
 async fn list_id(t: &TestApp, id: &str) -> String {
