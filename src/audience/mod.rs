@@ -41,22 +41,7 @@ impl AudienceType {
     }
 }
 
-impl tokio_postgres::types::ToSql for AudienceType {
-    fn to_sql(
-        &self,
-        ty: &tokio_postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
-    {
-        self.as_str().to_sql(ty, out)
-    }
-
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <&str as tokio_postgres::types::ToSql>::accepts(ty)
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
+crate::db::text_enum_to_sql!(AudienceType);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Audience {

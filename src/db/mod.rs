@@ -7,6 +7,31 @@ pub mod tls;
 
 use std::time::Duration;
 
+/// `ToSql` for an enum stored as its `as_str()` text (a TEXT column with a CHECK of the values).
+macro_rules! text_enum_to_sql {
+    ($t:ty) => {
+        impl tokio_postgres::types::ToSql for $t {
+            fn to_sql(
+                &self,
+                ty: &tokio_postgres::types::Type,
+                out: &mut bytes::BytesMut,
+            ) -> std::result::Result<
+                tokio_postgres::types::IsNull,
+                Box<dyn std::error::Error + Sync + Send>,
+            > {
+                self.as_str().to_sql(ty, out)
+            }
+
+            fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+                <&str as tokio_postgres::types::ToSql>::accepts(ty)
+            }
+
+            tokio_postgres::types::to_sql_checked!();
+        }
+    };
+}
+pub(crate) use text_enum_to_sql;
+
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;

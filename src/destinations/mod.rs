@@ -125,22 +125,7 @@ impl fmt::Display for Platform {
     }
 }
 
-impl tokio_postgres::types::ToSql for Platform {
-    fn to_sql(
-        &self,
-        ty: &tokio_postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
-    {
-        self.as_str().to_sql(ty, out)
-    }
-
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        <&str as tokio_postgres::types::ToSql>::accepts(ty)
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
+crate::db::text_enum_to_sql!(Platform);
 
 /// A member's identifiers as one platform matches them, hashed by that platform's rules, and
 /// stored in `audience_member_sync.hashes` so that a later sync can tell what changed and
