@@ -8,13 +8,19 @@ use deadpool_postgres::Pool;
 
 use crate::config::{Config, SyncSettings};
 use crate::db::PoolOptions;
+use crate::destinations::linkedin::LinkedinClient;
 use crate::destinations::meta::client::MetaClient;
+use crate::destinations::tiktok::TiktokClient;
 
 #[derive(Clone)]
 pub struct App {
     pub pool: Pool,
     /// `None` when Meta is not configured: syncs do the database side only.
     pub meta: Option<Arc<MetaClient>>,
+    /// `None` when LinkedIn is not configured.
+    pub linkedin: Option<Arc<LinkedinClient>>,
+    /// `None` when TikTok is not configured.
+    pub tiktok: Option<Arc<TiktokClient>>,
     pub sync: SyncSettings,
 }
 
@@ -38,9 +44,19 @@ impl App {
             Some(m) => Some(Arc::new(MetaClient::new(m.clone())?)),
             None => None,
         };
+        let linkedin = match &config.linkedin {
+            Some(c) => Some(Arc::new(LinkedinClient::new(c.clone())?)),
+            None => None,
+        };
+        let tiktok = match &config.tiktok {
+            Some(c) => Some(Arc::new(TiktokClient::new(c.clone())?)),
+            None => None,
+        };
         Ok(App {
             pool,
             meta,
+            linkedin,
+            tiktok,
             sync: config.sync.clone(),
         })
     }

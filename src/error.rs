@@ -2,7 +2,9 @@
 //! to a status and the JSON error shape in one place (`http::response`).
 
 use crate::db::DbError;
+use crate::destinations::linkedin::LinkedinError;
 use crate::destinations::meta::error::MetaError;
+use crate::destinations::tiktok::TiktokError;
 use crate::destinations::Platform;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,10 @@ pub enum Error {
     Db(#[from] DbError),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error(transparent)]
+    Linkedin(#[from] LinkedinError),
+    #[error(transparent)]
+    Tiktok(#[from] TiktokError),
     /// The platform no longer has the audience (deleted in its ads UI, expired): the sync fails
     /// saying so, its platform id is cleared, and the next sync creates it anew and sends
     /// everyone (DESIGN §8.1). Every destination reports a vanished audience with this.

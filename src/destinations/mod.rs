@@ -4,10 +4,13 @@
 //! platform's [`Row`] to hash them, and hands batches to the [`Destination`].
 
 pub mod deadline;
+pub mod linkedin;
 pub mod meta;
 pub mod retry;
 pub mod settings;
+pub mod tiktok;
 pub mod token;
+pub mod transport;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -120,6 +123,12 @@ pub trait Destination {
     /// A full sync's [`Opening::replace_total`] is worth counting for.
     fn wants_total(&self) -> bool {
         false
+    }
+    /// A full sync replaces the platform's list in one session (Meta's `usersreplace`). When
+    /// not, a full sync is a diff: leavers and changed identifiers are removed, then every
+    /// member is sent again (which also renews memberships the platform would let expire).
+    fn replaces(&self) -> bool {
+        true
     }
     /// Makes sure the platform audience members go to exists: on the first sync it is created
     /// and its id recorded (and what the database believed sent is forgotten: a new audience

@@ -25,6 +25,9 @@ pub enum Pass {
     Add,
     /// Every member: unchanged ones skipped, changed ones removed (old hashes) and re-added.
     Update,
+    /// A full sync to a platform without a replace: leavers and changed ones removed first,
+    /// then every member sent again.
+    Resend,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
@@ -92,6 +95,7 @@ impl Pass {
             Pass::Replace => "replace",
             Pass::Add => "add",
             Pass::Update => "update",
+            Pass::Resend => "resend",
         }
     }
 }
@@ -316,7 +320,7 @@ async fn add_batch<D: Destination>(
         if accepted.invalid.contains(&i) {
             rejected.push(
                 p.who,
-                "Meta rejected this member's identifiers as invalid".into(),
+                "the platform rejected this member's identifiers as invalid".into(),
             );
         } else {
             synced.push(p.who, p.bytes.as_slice());

@@ -19,9 +19,11 @@ use super::members::{self, Counters};
 use super::{log, member_store as store, AudienceLock};
 use crate::app::App;
 use crate::audience::store as audiences;
+use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
-use crate::destinations::{deadline, DatabaseOnly, Destination, Removal};
+use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
+use crate::destinations::{deadline, DatabaseOnly, Destination, Platform, Removal};
 use crate::error::Result;
 
 /// Why an audience's purge waits for a later pass.
@@ -124,14 +126,39 @@ async fn locked(
         // members (no platform audience yet) holds none of them: the database side alone.
         // Its calls, retries included, end in time for the pass (as a sync's do).
         let audience = audiences::get(db, audience_id).await?;
+        let (linkedin, tiktok) = (app.linkedin.as_deref(), app.tiktok.as_deref());
         let meta = app.meta.as_deref();
         deadline::within(Some(until), async {
-            match meta.and_then(|client| MetaDestination::existing(client, &audience)) {
-                Some(mut dest) => remove_all(db, audience_id, &mut dest, first, until).await,
-                None => {
-                    let mut dest = DatabaseOnly::<HashedRow>::new("meta");
-                    remove_all(db, audience_id, &mut dest, first, until).await
+            match audience.destination {
+                Platform::Linkedin => {
+                    match linkedin.and_then(|c| LinkedinDestination::existing(c, &audience)) {
+                        Some(mut dest) => {
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                        None => {
+                            let mut dest = DatabaseOnly::<LinkedinRow>::new("linkedin");
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                    }
                 }
+                Platform::Tiktok => {
+                    match tiktok.and_then(|c| TiktokDestination::existing(c, &audience)) {
+                        Some(mut dest) => {
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                        None => {
+                            let mut dest = DatabaseOnly::<TiktokRow>::new("tiktok");
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                    }
+                }
+                _ => match meta.and_then(|client| MetaDestination::existing(client, &audience)) {
+                    Some(mut dest) => remove_all(db, audience_id, &mut dest, first, until).await,
+                    None => {
+                        let mut dest = DatabaseOnly::<HashedRow>::new("meta");
+                        remove_all(db, audience_id, &mut dest, first, until).await
+                    }
+                },
             }
         })
         .await

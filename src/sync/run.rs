@@ -10,9 +10,11 @@ use super::members::{self, Checkpoint, Counters, Pass, PassEnd};
 use super::{log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, SyncType};
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
+use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
-use crate::destinations::{deadline, DatabaseOnly, Destination, Opening};
+use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
+use crate::destinations::{deadline, DatabaseOnly, Destination, Opening, Platform};
 use crate::error::{Error, Result};
 
 /// A second connection, when the pool has one idle or room for one: never waited for, since
@@ -89,19 +91,33 @@ pub(super) async fn locked(
         // what was sent): the stored total is stale, the counts scan.
         total_known: unsettled == 0,
         platform_before,
+        full_by_diff: false,
     };
     // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
     let (result, response) = deadline::within(deadline, async {
-        match app.meta.as_deref() {
-            Some(client) => {
-                let mut dest = MetaDestination::new(client, &run.audience);
-                (run.with(&mut dest).await, dest.response())
-            }
-            None => {
-                let mut dest = DatabaseOnly::<HashedRow>::new("meta");
-                (run.with(&mut dest).await, dest.response())
-            }
+        match run.audience.destination {
+            Platform::Linkedin => match app.linkedin.as_deref() {
+                Some(client) => {
+                    let dest = LinkedinDestination::new(client, &run.audience);
+                    to(&mut run, dest).await
+                }
+                None => to(&mut run, DatabaseOnly::<LinkedinRow>::new("linkedin")).await,
+            },
+            Platform::Tiktok => match app.tiktok.as_deref() {
+                Some(client) => {
+                    let dest = TiktokDestination::new(client, &run.audience);
+                    to(&mut run, dest).await
+                }
+                None => to(&mut run, DatabaseOnly::<TiktokRow>::new("tiktok")).await,
+            },
+            _ => match app.meta.as_deref() {
+                Some(client) => {
+                    let dest = MetaDestination::new(client, &run.audience);
+                    to(&mut run, dest).await
+                }
+                None => to(&mut run, DatabaseOnly::<HashedRow>::new("meta")).await,
+            },
         }
     })
     .await;
@@ -109,6 +125,12 @@ pub(super) async fn locked(
         Err(Error::Db(e)) => connection_lost(app, run.audience.id, log_id, run.started, e).await,
         outcome => outcome,
     }
+}
+
+/// The sync to one destination, and what the destination's answers were.
+async fn to<D: Destination>(run: &mut Run<'_>, mut dest: D) -> (Result<()>, serde_json::Value) {
+    let result = run.with(&mut dest).await;
+    (result, dest.response())
 }
 
 /// Fails the log rows of syncs of the audience that stopped unfinished (`only` one, or all but
@@ -194,16 +216,25 @@ struct Run<'a> {
     /// The audience's stored `total_synced` was true when the sync began.
     total_known: bool,
     /// The platform ids at the start (a new platform audience forgets what was sent).
-    platform_before: (Option<String>, Option<String>),
+    platform_before: PlatformIds,
+    /// The destination has no replace: a full sync is [`Pass::Resend`].
+    full_by_diff: bool,
 }
 
-fn platform_ids(a: &Audience) -> (Option<String>, Option<String>) {
-    (a.meta_audience_id.clone(), a.meta_seed_audience_id.clone())
+fn platform_ids(a: &Audience) -> PlatformIds {
+    (
+        a.meta_audience_id.clone(),
+        a.meta_seed_audience_id.clone(),
+        a.destination_audience_id.clone(),
+    )
 }
+
+type PlatformIds = (Option<String>, Option<String>, Option<String>);
 
 impl Run<'_> {
     fn pass(&self) -> Pass {
         match self.sync_type {
+            SyncType::Full if self.full_by_diff => Pass::Resend,
             SyncType::Full => Pass::Replace,
             SyncType::Update if !self.changes_only => Pass::Update,
             SyncType::Incremental | SyncType::Update => Pass::Add,
@@ -242,6 +273,7 @@ impl Run<'_> {
     /// The whole sync to `dest`: the diff, the destination's audience, the members, and what
     /// the platform builds afterwards.
     async fn with<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
+        self.full_by_diff = !dest.replaces();
         // An engagement audience is built by the platform from pixel events: no members.
         if self.audience.audience_type != AudienceType::Engagement {
             let resume = self.checkpoint.as_ref().map(|cp| cp.destination.clone());
@@ -307,7 +339,7 @@ impl Run<'_> {
         };
         let (mut c, end) = members::push(db, self.reader, id, run, dest, self.progress).await?;
         self.end = end;
-        if end == PassEnd::Done && pass == Pass::Update {
+        if end == PassEnd::Done && matches!(pass, Pass::Update | Pass::Resend) {
             member_store::rehashed(db, id).await?;
         }
         if end == PassEnd::Done && pass == Pass::Replace {
@@ -410,6 +442,8 @@ pub(super) fn failure_message(e: &Error) -> String {
             message.clone()
         }
         Error::Meta(m) => m.user_message(),
+        Error::Linkedin(e) => e.user_message(),
+        Error::Tiktok(e) => e.user_message(),
         e @ Error::PlatformAudienceGone { .. } => e.to_string(),
         Error::Db(_) => {
             "the database failed during the sync; the next sync carries on from what was accepted"
