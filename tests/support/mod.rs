@@ -3,7 +3,9 @@
 //! loopback.
 #![allow(dead_code)]
 
+pub mod fake_linkedin;
 pub mod fake_meta;
+pub mod fake_tiktok;
 pub mod lambda;
 pub mod tls;
 
