@@ -130,6 +130,10 @@ pub trait Destination {
     fn replaces(&self) -> bool {
         true
     }
+    /// The failure reason of a member whose identifiers the platform refused in a batch.
+    fn rejected_reason(&self) -> &'static str {
+        "the platform rejected this member's identifiers as invalid"
+    }
     /// Makes sure the platform audience members go to exists: on the first sync it is created
     /// and its id recorded (and what the database believed sent is forgotten: a new audience
     /// holds nothing).

@@ -237,6 +237,11 @@ async fn elements_linkedin_refuses_are_failed_members_and_the_rest_synced() {
     assert_eq!(refused, ["rej2@Example.com", "rej5@Example.com"]);
     let (_, _, response) = log_of(&t, &r).await;
     assert_eq!(response["rejected"], 2, "{response}");
+    let reasons = failure_reasons(&t, &id).await;
+    assert_eq!(
+        reasons,
+        ["LinkedIn refused this member's email hash (its element of the batch failed)"; 2]
+    );
 }
 
 #[tokio::test]
@@ -393,4 +398,19 @@ async fn a_new_segment_that_stays_unavailable_fails_the_sync_and_the_next_one_fi
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(fake.members(&segment), emails("slow", 1..=2));
     assert_eq!(fake.segments().len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_the_audience_deletes_its_segment_in_linkedin() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "del", 2).await;
+    let id = audience(&t, seg, "LinkedIn Delete").await;
+    t.sync(&id, "full").await;
+    assert_eq!(fake.segments().len(), 1);
+    let (status, body) = t.delete(&format!("/api/audiences/{id}")).await;
+    assert_eq!(status, 204, "{body}");
+    assert!(fake.segments().is_empty());
+    let deletes = fake.calls().iter().filter(|c| c.method == "DELETE").count();
+    assert_eq!(deletes, 1);
 }

@@ -394,3 +394,27 @@ async fn without_tiktok_configured_the_sync_is_the_database_side_and_says_so() {
     let (_, _, response) = log_of(&t, &r).await;
     assert_eq!(response, json!({"skipped": "tiktok not configured"}));
 }
+
+#[tokio::test]
+async fn deleting_a_lookalike_deletes_it_and_its_seed_in_tiktok() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "del", 100).await;
+    let id = audience(
+        &t,
+        json!({"name": "TikTok Delete", "segment_id": seg, "audience_type": "lookalike",
+               "lookalike_country": "GB", "lookalike_percentage": 9}),
+    )
+    .await;
+    let r = t.sync(&id, "full").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(fake.audiences().len(), 2);
+    let lookalike = fake.audiences().into_iter().find(|a| a.kind == "LOOKALIKE");
+    assert_eq!(
+        lookalike.unwrap().lookalike_spec.unwrap()["audience_size"],
+        "BROAD"
+    );
+    let (status, body) = t.delete(&format!("/api/audiences/{id}")).await;
+    assert_eq!(status, 204, "{body}");
+    assert!(fake.audiences().is_empty());
+}

@@ -103,6 +103,10 @@ impl Destination for LinkedinDestination<'_> {
         false
     }
 
+    fn rejected_reason(&self) -> &'static str {
+        "LinkedIn refused this member's email hash (its element of the batch failed)"
+    }
+
     async fn open(&mut self, db: &Client, audience: &mut Audience, _: Opening<'_>) -> Result<()> {
         if self.segment_id.is_some() {
             return Ok(());
