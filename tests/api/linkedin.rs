@@ -414,3 +414,20 @@ async fn deleting_the_audience_deletes_its_segment_in_linkedin() {
     let deletes = fake.calls().iter().filter(|c| c.method == "DELETE").count();
     assert_eq!(deletes, 1);
 }
+
+#[tokio::test]
+async fn a_full_sync_of_an_emptied_segment_empties_the_linkedin_segment() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "empty", 4).await;
+    let id = audience(&t, seg, "LinkedIn Emptied").await;
+    t.sync(&id, "full").await;
+    let segment = segment_id(&t, &id).await;
+    assert_eq!(fake.members(&segment).len(), 4);
+    t.db.execute("DELETE FROM segment_member", &[])
+        .await
+        .unwrap();
+    let r = t.sync(&id, "full").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert!(fake.members(&segment).is_empty());
+}

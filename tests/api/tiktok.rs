@@ -418,3 +418,21 @@ async fn deleting_a_lookalike_deletes_it_and_its_seed_in_tiktok() {
     assert_eq!(status, 204, "{body}");
     assert!(fake.audiences().is_empty());
 }
+
+#[tokio::test]
+async fn a_full_sync_of_an_emptied_segment_empties_the_tiktok_audience() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "empty", 4).await;
+    t.person(seg, None, Some("+1 657 777 0000")).await;
+    let id = list(&t, seg, "TikTok Emptied").await;
+    t.sync(&id, "full").await;
+    let tiktok = tiktok_id(&t, &id).await;
+    assert_eq!(fake.audience(&tiktok).unwrap().ids.len(), 5);
+    t.db.execute("DELETE FROM segment_member", &[])
+        .await
+        .unwrap();
+    let r = t.sync(&id, "full").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert!(fake.audience(&tiktok).unwrap().ids.is_empty());
+}
