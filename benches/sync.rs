@@ -134,6 +134,15 @@ async fn main() {
     let members = n as u64;
     let churn = (n / 100).max(1);
 
+    // Meta not configured: the database side alone (members hashed and stored, nothing sent).
+    let mut settings = Config::from_vars(&|_| None).unwrap();
+    settings.database_url = Some(url.clone());
+    settings.db_pool_size = 4;
+    let app = App::build(&settings).await.unwrap();
+    // Refreshes run on the service's own sessions (their settings: no JIT, timeouts).
+    let session = app.pool.get().await.unwrap();
+    let refresher: &tokio_postgres::Client = &session;
+
     // A rule segment over everyone: "High Engagers", total_renders >= 5 (half of them).
     let rule_segment: Uuid = client
         .query_one(
@@ -146,14 +155,14 @@ async fn main() {
         .unwrap()
         .get(0);
     timed_refresh(
-        &client,
+        refresher,
         rule_segment,
         "segment refresh, rule over all people, from empty",
         n,
     )
     .await;
     timed_refresh(
-        &client,
+        refresher,
         rule_segment,
         "segment refresh, rule, nothing changed",
         n,
@@ -170,18 +179,13 @@ async fn main() {
         .await
         .unwrap();
     timed_refresh(
-        &client,
+        refresher,
         rule_segment,
         "segment refresh, rule, after 1,000 people changed",
         n,
     )
     .await;
 
-    // Meta not configured: the database side alone (members hashed and stored, nothing sent).
-    let mut settings = Config::from_vars(&|_| None).unwrap();
-    settings.database_url = Some(url.clone());
-    settings.db_pool_size = 4;
-    let app = App::build(&settings).await.unwrap();
     let a = new_audience(&app, "bench db-only", segment).await;
     timed_sync(
         &app,

@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 
 use crate::config::{Config, SyncSettings};
 use crate::db::PoolOptions;
+use crate::destinations::google::GoogleClient;
 use crate::destinations::linkedin::LinkedinClient;
 use crate::destinations::meta::client::MetaClient;
 use crate::destinations::tiktok::TiktokClient;
@@ -17,6 +18,8 @@ pub struct App {
     pub pool: Pool,
     /// `None` when Meta is not configured: syncs do the database side only.
     pub meta: Option<Arc<MetaClient>>,
+    /// `None` when Google is not configured (DESIGN §8.1).
+    pub google: Option<Arc<GoogleClient>>,
     /// `None` when LinkedIn is not configured.
     pub linkedin: Option<Arc<LinkedinClient>>,
     /// `None` when TikTok is not configured.
@@ -44,6 +47,10 @@ impl App {
             Some(m) => Some(Arc::new(MetaClient::new(m.clone())?)),
             None => None,
         };
+        let google = match &config.google {
+            Some(g) => Some(Arc::new(GoogleClient::new(g.clone())?)),
+            None => None,
+        };
         let linkedin = match &config.linkedin {
             Some(c) => Some(Arc::new(LinkedinClient::new(c.clone())?)),
             None => None,
@@ -55,6 +62,7 @@ impl App {
         Ok(App {
             pool,
             meta,
+            google,
             linkedin,
             tiktok,
             sync: config.sync.clone(),

@@ -2,6 +2,7 @@
 //! to a status and the JSON error shape in one place (`http::response`).
 
 use crate::db::DbError;
+use crate::destinations::google::GoogleError;
 use crate::destinations::linkedin::LinkedinError;
 use crate::destinations::meta::error::MetaError;
 use crate::destinations::tiktok::TiktokError;
@@ -24,6 +25,8 @@ pub enum Error {
     Db(#[from] DbError),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error(transparent)]
+    Google(#[from] GoogleError),
     #[error(transparent)]
     Linkedin(#[from] LinkedinError),
     #[error(transparent)]

@@ -458,6 +458,15 @@ async fn delete_on_platform(app: &App, audience: &Audience) -> Result<()> {
         ))
     };
     match audience.destination {
+        Platform::Google => {
+            let client = app.google.as_deref().ok_or_else(|| {
+                not_configured(
+                    "Google",
+                    "GOOGLE_ACCESS_TOKEN or GOOGLE_CREDENTIALS_SECRET_ARN",
+                )
+            })?;
+            crate::destinations::google::delete_user_list(client, audience).await
+        }
         Platform::Linkedin => {
             let client = app.linkedin.as_deref();
             let client =
@@ -469,7 +478,7 @@ async fn delete_on_platform(app: &App, audience: &Audience) -> Result<()> {
             let client = client.ok_or_else(|| not_configured("TikTok", "TIKTOK_ACCESS_TOKEN"))?;
             crate::destinations::tiktok::delete_audience(client, audience).await
         }
-        _ => {
+        Platform::Meta => {
             let client = app.meta.as_deref();
             let client = client.ok_or_else(|| not_configured("Meta", "META_ACCESS_TOKEN"))?;
             crate::destinations::meta::delete_audience(client, audience).await

@@ -4,6 +4,7 @@
 //! platform's [`Row`] to hash them, and hands batches to the [`Destination`].
 
 pub mod deadline;
+pub mod google;
 pub mod linkedin;
 pub mod meta;
 pub mod retry;
@@ -124,9 +125,10 @@ pub trait Destination {
     fn wants_total(&self) -> bool {
         false
     }
-    /// A full sync replaces the platform's list in one session (Meta's `usersreplace`). When
-    /// not, a full sync is a diff: leavers and changed identifiers are removed, then every
-    /// member is sent again (which also renews memberships the platform would let expire).
+    /// A full sync replaces what the platform holds in one session (Meta's `usersreplace`).
+    /// A platform without a replace that keeps the audience whole meanwhile answers `false`:
+    /// its full sync is a full diff (leavers and changed members' old rows removed, every
+    /// member sent again).
     fn replaces(&self) -> bool {
         true
     }

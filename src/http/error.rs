@@ -85,6 +85,15 @@ impl IntoResponse for ApiError {
                     None,
                 )
             }
+            Error::Google(g) => {
+                tracing::warn!(error = %g, "Google refused");
+                error_body(
+                    StatusCode::BAD_GATEWAY,
+                    "google_error",
+                    &g.user_message(),
+                    None,
+                )
+            }
             Error::Linkedin(e) => {
                 tracing::warn!(error = %e, "LinkedIn refused");
                 error_body(

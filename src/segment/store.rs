@@ -227,6 +227,10 @@ pub async fn refresh_rule(db: &impl GenericClient, id: Uuid, rule: &Rule) -> Res
 /// counted down or not, depending on who deleted it). One statement, so the horizon it reads from, the changes it reads and the
 /// log's floor are of one snapshot: `None` when the log no longer covers the horizon (a trim
 /// ran meanwhile), and the caller refreshes in full.
+/// The changed people reach `person` and `segment_member` as arrays of ids (`= ANY(ARRAY(..))`):
+/// index probes whatever the estimates say. Joined to the CTE, the planner (expecting ~40% of
+/// the log) hashed all of `person` and the segment's members instead: 3.2 s for 1,000 changes
+/// among 1,000,000 people.
 pub async fn refresh_changed(
     db: &impl GenericClient,
     id: Uuid,
@@ -237,18 +241,22 @@ pub async fn refresh_changed(
         "WITH s AS (SELECT id, changes_from FROM segment \
                     WHERE id = $1 AND change_log_covers(changes_from, full_refresh_at) \
                     FOR NO KEY UPDATE), \
-         changed AS MATERIALIZED (SELECT DISTINCT c.person_id FROM s \
-                                  JOIN change_log c ON c.segment_id IS NULL AND c.xid >= s.changes_from), \
-         matched AS MATERIALIZED (SELECT p.id FROM changed c JOIN person p ON p.id = c.person_id \
-                                  WHERE {}), \
+         changed AS MATERIALIZED (SELECT DISTINCT c.person_id FROM change_log c \
+                                  WHERE c.segment_id IS NULL \
+                                    AND c.xid >= (SELECT changes_from FROM s)), \
+         matched AS MATERIALIZED (SELECT p.id FROM person p \
+                                  WHERE p.id = ANY(ARRAY(SELECT person_id FROM changed)) AND {}), \
          joined AS ( \
            INSERT INTO segment_member (segment_id, person_id) \
            SELECT $1, m.id FROM matched m \
            ON CONFLICT (segment_id, person_id) DO NOTHING RETURNING 1), \
          gone AS ( \
-           DELETE FROM segment_member sm USING changed c \
-           WHERE sm.segment_id = $1 AND sm.person_id = c.person_id \
-             AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.id = c.person_id) RETURNING 1) \
+           DELETE FROM segment_member sm \
+           WHERE sm.segment_id = $1 \
+             AND sm.person_id = ANY(ARRAY(SELECT c.person_id FROM changed c \
+                                          WHERE NOT EXISTS (SELECT 1 FROM matched m \
+                                                            WHERE m.id = c.person_id))) \
+           RETURNING 1) \
          UPDATE segment g \
          SET member_count = GREATEST( \
                CASE WHEN EXISTS (SELECT 1 FROM changed c \

@@ -25,9 +25,10 @@ pub enum Pass {
     Add,
     /// Every member: unchanged ones skipped, changed ones removed (old hashes) and re-added.
     Update,
-    /// A full sync to a platform without a replace: leavers and changed ones removed first,
-    /// then every member sent again.
-    Resend,
+    /// A full sync to a platform without a replace ([`Destination::replaces`]): leavers and
+    /// changed members' old hashes removed, every member sent again (which also renews a
+    /// membership the platform lets expire).
+    Refresh,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
@@ -95,7 +96,7 @@ impl Pass {
             Pass::Replace => "replace",
             Pass::Add => "add",
             Pass::Update => "update",
-            Pass::Resend => "resend",
+            Pass::Refresh => "refresh",
         }
     }
 }

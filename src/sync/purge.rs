@@ -19,6 +19,7 @@ use super::members::{self, Counters};
 use super::{log, member_store as store, AudienceLock};
 use crate::app::App;
 use crate::audience::store as audiences;
+use crate::destinations::google::{GoogleDestination, GoogleRow};
 use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
@@ -126,10 +127,25 @@ async fn locked(
         // members (no platform audience yet) holds none of them: the database side alone.
         // Its calls, retries included, end in time for the pass (as a sync's do).
         let audience = audiences::get(db, audience_id).await?;
-        let (linkedin, tiktok) = (app.linkedin.as_deref(), app.tiktok.as_deref());
         let meta = app.meta.as_deref();
+        let (linkedin, tiktok) = (app.linkedin.as_deref(), app.tiktok.as_deref());
         deadline::within(Some(until), async {
             match audience.destination {
+                Platform::Google => match app.google.as_deref() {
+                    Some(client) => match GoogleDestination::existing(client, &audience)? {
+                        Some(mut dest) => {
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                        None => {
+                            let mut dest = DatabaseOnly::<GoogleRow>::new("google");
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                    },
+                    None => {
+                        let mut dest = DatabaseOnly::<GoogleRow>::new("google");
+                        remove_all(db, audience_id, &mut dest, first, until).await
+                    }
+                },
                 Platform::Linkedin => {
                     match linkedin.and_then(|c| LinkedinDestination::existing(c, &audience)) {
                         Some(mut dest) => {

@@ -10,6 +10,7 @@ use super::members::{self, Checkpoint, Counters, Pass, PassEnd};
 use super::{log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, SyncType};
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
+use crate::destinations::google::{GoogleDestination, GoogleRow};
 use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
@@ -91,12 +92,19 @@ pub(super) async fn locked(
         // what was sent): the stored total is stale, the counts scan.
         total_known: unsettled == 0,
         platform_before,
-        full_by_diff: false,
+        replaces: true,
     };
     // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
     let (result, response) = deadline::within(deadline, async {
         match run.audience.destination {
+            Platform::Google => match app.google.as_deref() {
+                Some(client) => {
+                    let dest = GoogleDestination::new(client, &run.audience);
+                    to(&mut run, dest).await
+                }
+                None => to(&mut run, DatabaseOnly::<GoogleRow>::new("google")).await,
+            },
             Platform::Linkedin => match app.linkedin.as_deref() {
                 Some(client) => {
                     let dest = LinkedinDestination::new(client, &run.audience);
@@ -111,7 +119,7 @@ pub(super) async fn locked(
                 }
                 None => to(&mut run, DatabaseOnly::<TiktokRow>::new("tiktok")).await,
             },
-            _ => match app.meta.as_deref() {
+            Platform::Meta => match app.meta.as_deref() {
                 Some(client) => {
                     let dest = MetaDestination::new(client, &run.audience);
                     to(&mut run, dest).await
@@ -216,26 +224,27 @@ struct Run<'a> {
     /// The audience's stored `total_synced` was true when the sync began.
     total_known: bool,
     /// The platform ids at the start (a new platform audience forgets what was sent).
-    platform_before: PlatformIds,
-    /// The destination has no replace: a full sync is [`Pass::Resend`].
-    full_by_diff: bool,
+    platform_before: (Option<String>, Option<String>),
+    /// The destination replaces its audience in a full sync ([`Destination::replaces`]).
+    replaces: bool,
 }
 
-fn platform_ids(a: &Audience) -> PlatformIds {
-    (
-        a.meta_audience_id.clone(),
-        a.meta_seed_audience_id.clone(),
-        a.destination_audience_id.clone(),
-    )
+fn platform_ids(a: &Audience) -> (Option<String>, Option<String>) {
+    match a.destination {
+        Platform::Meta => (a.meta_audience_id.clone(), a.meta_seed_audience_id.clone()),
+        // A TikTok lookalike's seed is kept where Meta keeps its seed's id.
+        _ => (
+            a.destination_audience_id.clone(),
+            a.meta_seed_audience_id.clone(),
+        ),
+    }
 }
-
-type PlatformIds = (Option<String>, Option<String>, Option<String>);
 
 impl Run<'_> {
     fn pass(&self) -> Pass {
         match self.sync_type {
-            SyncType::Full if self.full_by_diff => Pass::Resend,
-            SyncType::Full => Pass::Replace,
+            SyncType::Full if self.replaces => Pass::Replace,
+            SyncType::Full => Pass::Refresh,
             SyncType::Update if !self.changes_only => Pass::Update,
             SyncType::Incremental | SyncType::Update => Pass::Add,
         }
@@ -273,7 +282,7 @@ impl Run<'_> {
     /// The whole sync to `dest`: the diff, the destination's audience, the members, and what
     /// the platform builds afterwards.
     async fn with<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
-        self.full_by_diff = !dest.replaces();
+        self.replaces = dest.replaces();
         // An engagement audience is built by the platform from pixel events: no members.
         if self.audience.audience_type != AudienceType::Engagement {
             let resume = self.checkpoint.as_ref().map(|cp| cp.destination.clone());
@@ -339,7 +348,7 @@ impl Run<'_> {
         };
         let (mut c, end) = members::push(db, self.reader, id, run, dest, self.progress).await?;
         self.end = end;
-        if end == PassEnd::Done && matches!(pass, Pass::Update | Pass::Resend) {
+        if end == PassEnd::Done && matches!(pass, Pass::Update | Pass::Refresh) {
             member_store::rehashed(db, id).await?;
         }
         if end == PassEnd::Done && pass == Pass::Replace {
@@ -442,6 +451,7 @@ pub(super) fn failure_message(e: &Error) -> String {
             message.clone()
         }
         Error::Meta(m) => m.user_message(),
+        Error::Google(g) => g.user_message(),
         Error::Linkedin(e) => e.user_message(),
         Error::Tiktok(e) => e.user_message(),
         e @ Error::PlatformAudienceGone { .. } => e.to_string(),

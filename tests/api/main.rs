@@ -22,6 +22,7 @@ mod db_timeouts;
 mod db_tls;
 mod erasure;
 mod faults;
+mod google;
 mod lambda_events;
 mod lambda_logs;
 mod linkedin;

@@ -3,6 +3,7 @@
 //! loopback.
 #![allow(dead_code)]
 
+pub mod fake_google;
 pub mod fake_linkedin;
 pub mod fake_meta;
 pub mod fake_tiktok;
