@@ -12,3 +12,9 @@ ALTER TABLE custom_audience
 -- `GET /api/audiences?destination=X` pages along (created_at, id) within one destination.
 CREATE INDEX idx_custom_audience_destination_order
     ON custom_audience (destination, created_at, id);
+
+-- An automatic sync of an audience whose platform lets memberships lapse (Google, TikTok) is a
+-- full one when its last completed full sync is too old: that sync's end, read per sync.
+CREATE INDEX idx_audience_sync_log_full_completed
+    ON audience_sync_log (audience_id, completed_at)
+    WHERE sync_type = 'full' AND status = 'completed';

@@ -53,3 +53,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- The joiner list's statistics are always stale (a sync fills and empties it): with those of a
+-- list of 1,000,000 joiners of two audiences, the planner scanned the whole table to find an
+-- audience's abandoned joiners (95 ms of a sync with nothing to do). Declared: an audience has
+-- few rows here (each value of audience_id about 2 rows, whatever the table holds), so the
+-- index above is used. Forcing index scans for the whole diff instead made it worse (it must
+-- scan its small temporary tables).
+ALTER TABLE audience_member_joiner ALTER COLUMN audience_id SET (n_distinct = -0.5);
+ANALYZE audience_member_joiner;

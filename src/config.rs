@@ -1,9 +1,10 @@
 //! Configuration from the environment (DESIGN §3). Secrets never appear in `Debug` output.
 //!
 //! Two steps: [`Config::from_env`] reads plain variables (what the CLI and the tests use), and
-//! [`Config::resolve_from_env`] additionally reads the secrets that `DB_SECRET_ARN` and
-//! `META_TOKEN_SECRET_ARN` point at (the Lambda cold start). `DATABASE_URL` and
-//! `META_ACCESS_TOKEN`, when set, win over the secrets.
+//! [`Config::resolve_from_env`] additionally reads the secrets that `DB_SECRET_ARN`,
+//! `META_TOKEN_SECRET_ARN`, `GOOGLE_CREDENTIALS_SECRET_ARN`, `LINKEDIN_TOKEN_SECRET_ARN` and
+//! `TIKTOK_TOKEN_SECRET_ARN` point at (the Lambda cold start). `DATABASE_URL` and the plain
+//! `*_ACCESS_TOKEN` variables, when set, win over the secrets.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -11,9 +12,16 @@ use std::time::Duration;
 
 use crate::destinations::meta::client::{MetaConfig, DEFAULT_GRAPH_URL};
 use crate::destinations::retry::RetryPolicy;
-use crate::destinations::settings::{GoogleConfig, LinkedinConfig, TiktokConfig};
+use crate::destinations::settings::{
+    Consent, GoogleAuth, GoogleConfig, LinkedinConfig, TiktokConfig,
+    DEFAULT_GOOGLE_DATAMANAGER_URL, DEFAULT_GOOGLE_TOKEN_URL, DEFAULT_LINKEDIN_API_URL,
+    DEFAULT_LINKEDIN_VERSION, DEFAULT_TIKTOK_API_URL,
+};
 use crate::destinations::token::SecretToken;
-use crate::secrets::{parse_db_secret, parse_token_secret, DbDefaults, SecretsClient};
+use crate::destinations::{is_loopback, Platform};
+use crate::secrets::{
+    parse_db_secret, parse_google_credentials, parse_token_secret, DbDefaults, SecretsClient,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -224,10 +232,15 @@ impl Config {
         Ok(Config {
             database_url: get(vars, "DATABASE_URL"),
             meta,
-            // Filled from the DESIGN §8.1 variables by the destinations' wiring (issue 12).
-            google: None,
-            linkedin: None,
-            tiktok: None,
+            google: get(vars, "GOOGLE_ACCESS_TOKEN")
+                .map(|t| google_config_from(vars, GoogleAuth::AccessToken(plain_token(t))))
+                .transpose()?,
+            linkedin: get(vars, "LINKEDIN_ACCESS_TOKEN")
+                .map(|t| linkedin_config_from(vars, plain_token(t)))
+                .transpose()?,
+            tiktok: get(vars, "TIKTOK_ACCESS_TOKEN")
+                .map(|t| tiktok_config_from(vars, plain_token(t)))
+                .transpose()?,
             port,
             db_pool_size,
             db_ca_bundle: get(vars, "DB_CA_BUNDLE").map(PathBuf::from),
@@ -277,50 +290,188 @@ impl Config {
     fn needs_secrets(&self, vars: Vars<'_>) -> bool {
         (self.database_url.is_none() && get(vars, "DB_SECRET_ARN").is_some())
             || (self.meta.is_none() && get(vars, "META_TOKEN_SECRET_ARN").is_some())
+            || (self.google.is_none() && get(vars, "GOOGLE_CREDENTIALS_SECRET_ARN").is_some())
+            || (self.linkedin.is_none() && get(vars, "LINKEDIN_TOKEN_SECRET_ARN").is_some())
+            || (self.tiktok.is_none() && get(vars, "TIKTOK_TOKEN_SECRET_ARN").is_some())
     }
 
-    /// Fills `database_url` and `meta` from their secrets where the plain variables are unset.
+    /// Fills `database_url` and the platforms' credentials from their secrets where the plain
+    /// variables are unset. The secrets are fetched concurrently (one round trip of cold start).
     pub async fn with_secrets(
         mut self,
         vars: Vars<'_>,
         secrets: &SecretsClient,
     ) -> Result<Self, ConfigError> {
-        let db_arn = get(vars, "DB_SECRET_ARN").filter(|_| self.database_url.is_none());
-        let token_arn = get(vars, "META_TOKEN_SECRET_ARN").filter(|_| self.meta.is_none());
+        let arn = |var: &'static str, unset: bool| get(vars, var).filter(|_| unset);
+        let db_arn = arn("DB_SECRET_ARN", self.database_url.is_none());
+        let meta_arn = arn("META_TOKEN_SECRET_ARN", self.meta.is_none());
+        let google_arn = arn("GOOGLE_CREDENTIALS_SECRET_ARN", self.google.is_none());
+        let linkedin_arn = arn("LINKEDIN_TOKEN_SECRET_ARN", self.linkedin.is_none());
+        let tiktok_arn = arn("TIKTOK_TOKEN_SECRET_ARN", self.tiktok.is_none());
         let defaults = DbDefaults {
             host: get(vars, "DB_HOST"),
             port: get(vars, "DB_PORT"),
             dbname: get(vars, "DB_NAME"),
         };
+        let fetch = |var: &'static str, arn: Option<String>| async move {
+            match arn {
+                None => Ok(None),
+                Some(arn) => secrets.secret_string(var, arn.trim()).await.map(Some),
+            }
+        };
+        let token = |var: &'static str, arn: Option<String>| async move {
+            match fetch(var, arn).await? {
+                None => Ok(None),
+                Some(secret) => parse_token_secret(var, &secret).map(Some),
+            }
+        };
         let db = async {
-            match &db_arn {
+            match fetch("DB_SECRET_ARN", db_arn).await? {
                 None => Ok(None),
-                Some(arn) => {
-                    let secret = secrets.secret_string("DB_SECRET_ARN", arn.trim()).await?;
-                    parse_db_secret("DB_SECRET_ARN", &secret, &defaults).map(Some)
-                }
+                Some(secret) => parse_db_secret("DB_SECRET_ARN", &secret, &defaults).map(Some),
             }
         };
-        let token = async {
-            match &token_arn {
+        let google = async {
+            let var = "GOOGLE_CREDENTIALS_SECRET_ARN";
+            match fetch(var, google_arn).await? {
                 None => Ok(None),
-                Some(arn) => {
-                    let secret = secrets
-                        .secret_string("META_TOKEN_SECRET_ARN", arn.trim())
-                        .await?;
-                    parse_token_secret("META_TOKEN_SECRET_ARN", &secret).map(Some)
-                }
+                Some(secret) => parse_google_credentials(var, &secret).map(Some),
             }
         };
-        let (db, token) = tokio::try_join!(db, token)?;
+        let (db, meta, google, linkedin, tiktok) = tokio::try_join!(
+            db,
+            token("META_TOKEN_SECRET_ARN", meta_arn),
+            google,
+            token("LINKEDIN_TOKEN_SECRET_ARN", linkedin_arn),
+            token("TIKTOK_TOKEN_SECRET_ARN", tiktok_arn),
+        )?;
         if let Some(creds) = db {
             self.database_url = Some(creds.url());
         }
-        if let Some(token) = token {
+        if let Some(token) = meta {
             self.meta = Some(meta_config_from(vars, token));
+        }
+        if let Some(auth) = google {
+            self.google = Some(google_config_from(vars, auth)?);
+        }
+        if let Some(token) = linkedin {
+            self.linkedin = Some(linkedin_config_from(vars, token)?);
+        }
+        if let Some(token) = tiktok {
+            self.tiktok = Some(tiktok_config_from(vars, token)?);
         }
         Ok(self)
     }
+}
+
+/// A token from a plain variable.
+fn plain_token(t: String) -> SecretToken {
+    SecretToken::new(t.trim().to_string())
+}
+
+/// A platform's API base URL from `var` (else `default`): `https`, or plain `http` to this
+/// machine only (a local fake); without a trailing slash.
+fn api_url(vars: Vars<'_>, var: &'static str, default: &str) -> Result<String, ConfigError> {
+    let raw = get(vars, var).unwrap_or_else(|| default.to_string());
+    let raw = raw.trim().trim_end_matches('/');
+    let invalid = |message: &str| ConfigError::Invalid {
+        var,
+        message: message.to_string(),
+    };
+    let parsed = url::Url::parse(raw).map_err(|_| invalid("must be an absolute URL"))?;
+    match parsed.scheme() {
+        "https" => Ok(raw.to_string()),
+        "http" if is_loopback(&parsed) => Ok(raw.to_string()),
+        _ => Err(invalid(
+            "must use https (plain http only to localhost or 127.0.0.1, e.g. a local fake)",
+        )),
+    }
+}
+
+/// An account id on `platform` from `var`, in its one spelling.
+fn account_var(
+    vars: Vars<'_>,
+    var: &'static str,
+    platform: Platform,
+) -> Result<Option<String>, ConfigError> {
+    get(vars, var)
+        .map(|raw| {
+            platform
+                .account_id(&raw)
+                .map_err(|rule| ConfigError::Invalid {
+                    var,
+                    message: format!("must be {rule}"),
+                })
+        })
+        .transpose()
+}
+
+/// `CONSENT_GRANTED` (the default: the advertiser asserts it) or `CONSENT_DENIED`.
+fn consent_var(vars: Vars<'_>, var: &'static str) -> Result<Consent, ConfigError> {
+    match get(vars, var) {
+        None => Ok(Consent::Granted),
+        Some(v) => Consent::parse(&v).ok_or(ConfigError::Invalid {
+            var,
+            message: "must be CONSENT_GRANTED or CONSENT_DENIED".into(),
+        }),
+    }
+}
+
+/// Google settings around its credentials, from the `GOOGLE_*` variables in `vars`.
+pub fn google_config_from(vars: Vars<'_>, auth: GoogleAuth) -> Result<GoogleConfig, ConfigError> {
+    Ok(GoogleConfig {
+        auth,
+        token_url: api_url(vars, "GOOGLE_TOKEN_URL", DEFAULT_GOOGLE_TOKEN_URL)?,
+        api_url: api_url(
+            vars,
+            "GOOGLE_DATAMANAGER_URL",
+            DEFAULT_GOOGLE_DATAMANAGER_URL,
+        )?,
+        customer_id: account_var(vars, "GOOGLE_CUSTOMER_ID", Platform::Google)?,
+        login_customer_id: account_var(vars, "GOOGLE_LOGIN_CUSTOMER_ID", Platform::Google)?,
+        ad_user_data_consent: consent_var(vars, "GOOGLE_AD_USER_DATA_CONSENT")?,
+        ad_personalization_consent: consent_var(vars, "GOOGLE_AD_PERSONALIZATION_CONSENT")?,
+        request_timeout: Duration::from_secs(60),
+        retry: RetryPolicy::default(),
+    })
+}
+
+/// LinkedIn settings around a token, from the `LINKEDIN_*` variables in `vars`.
+pub fn linkedin_config_from(
+    vars: Vars<'_>,
+    token: SecretToken,
+) -> Result<LinkedinConfig, ConfigError> {
+    let version = get(vars, "LINKEDIN_VERSION")
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| DEFAULT_LINKEDIN_VERSION.to_string());
+    // YYYYMM, or YYYYMM.RR for a revision, as LinkedIn names its monthly versions.
+    let (month, revision) = version.split_once('.').unwrap_or((&version, "00"));
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(month, 6) || !digits(revision, 2) {
+        return Err(ConfigError::Invalid {
+            var: "LINKEDIN_VERSION",
+            message: "must be a LinkedIn API version such as 202604 (YYYYMM)".into(),
+        });
+    }
+    Ok(LinkedinConfig {
+        access_token: token,
+        ad_account_id: account_var(vars, "LINKEDIN_AD_ACCOUNT_ID", Platform::Linkedin)?,
+        api_url: api_url(vars, "LINKEDIN_API_URL", DEFAULT_LINKEDIN_API_URL)?,
+        version,
+        request_timeout: Duration::from_secs(60),
+        retry: RetryPolicy::default(),
+    })
+}
+
+/// TikTok settings around a token, from the `TIKTOK_*` variables in `vars`.
+pub fn tiktok_config_from(vars: Vars<'_>, token: SecretToken) -> Result<TiktokConfig, ConfigError> {
+    Ok(TiktokConfig {
+        access_token: token,
+        advertiser_id: account_var(vars, "TIKTOK_ADVERTISER_ID", Platform::Tiktok)?,
+        api_url: api_url(vars, "TIKTOK_API_URL", DEFAULT_TIKTOK_API_URL)?,
+        request_timeout: Duration::from_secs(60),
+        retry: RetryPolicy::default(),
+    })
 }
 
 /// Meta settings around a token, from the `META_*` variables in `vars`.
@@ -397,6 +548,93 @@ mod tests {
             debug.contains("postgresql://app:[redacted]@db.example:5432/x"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn platforms_are_configured_by_their_tokens_alone() {
+        let c = Config::from_vars(&vars(&[
+            ("GOOGLE_CUSTOMER_ID", "1234567890"),
+            ("LINKEDIN_AD_ACCOUNT_ID", "5"),
+            ("TIKTOK_ADVERTISER_ID", "6"),
+        ]))
+        .unwrap();
+        assert!(c.google.is_none() && c.linkedin.is_none() && c.tiktok.is_none());
+        let c = Config::from_vars(&vars(&[
+            ("GOOGLE_ACCESS_TOKEN", "ya29.token"),
+            ("GOOGLE_LOGIN_CUSTOMER_ID", "111-222-3333"),
+            ("GOOGLE_DATAMANAGER_URL", "http://127.0.0.1:9000/v1/"),
+            ("LINKEDIN_ACCESS_TOKEN", "AQVtoken"),
+            ("LINKEDIN_VERSION", "202601"),
+            ("TIKTOK_ACCESS_TOKEN", "tttoken"),
+        ]))
+        .unwrap();
+        let g = c.google.as_ref().unwrap();
+        assert!(matches!(&g.auth, GoogleAuth::AccessToken(t) if t.expose() == "ya29.token"));
+        assert_eq!(g.login_customer_id.as_deref(), Some("1112223333"));
+        assert_eq!(g.customer_id, None);
+        assert_eq!(g.api_url, "http://127.0.0.1:9000/v1");
+        assert_eq!(g.token_url, DEFAULT_GOOGLE_TOKEN_URL);
+        assert_eq!(g.ad_user_data_consent, Consent::Granted);
+        let l = c.linkedin.as_ref().unwrap();
+        assert_eq!(
+            (l.version.as_str(), l.api_url.as_str()),
+            ("202601", DEFAULT_LINKEDIN_API_URL)
+        );
+        assert_eq!(c.tiktok.as_ref().unwrap().api_url, DEFAULT_TIKTOK_API_URL);
+        let debug = format!("{c:?}");
+        for token in ["ya29.token", "AQVtoken", "tttoken"] {
+            assert!(!debug.contains(token), "{debug}");
+        }
+    }
+
+    #[test]
+    fn bad_platform_settings_name_their_variable() {
+        for (token_var, var, value) in [
+            (
+                "GOOGLE_ACCESS_TOKEN",
+                "GOOGLE_AD_USER_DATA_CONSENT",
+                "GRANTED",
+            ),
+            (
+                "GOOGLE_ACCESS_TOKEN",
+                "GOOGLE_AD_PERSONALIZATION_CONSENT",
+                "yes",
+            ),
+            ("GOOGLE_ACCESS_TOKEN", "GOOGLE_CUSTOMER_ID", "123-456"),
+            (
+                "GOOGLE_ACCESS_TOKEN",
+                "GOOGLE_LOGIN_CUSTOMER_ID",
+                "act_1234567890",
+            ),
+            (
+                "GOOGLE_ACCESS_TOKEN",
+                "GOOGLE_TOKEN_URL",
+                "http://oauth.example/token",
+            ),
+            ("GOOGLE_ACCESS_TOKEN", "GOOGLE_DATAMANAGER_URL", "not a url"),
+            ("LINKEDIN_ACCESS_TOKEN", "LINKEDIN_VERSION", "2026-04"),
+            (
+                "LINKEDIN_ACCESS_TOKEN",
+                "LINKEDIN_AD_ACCOUNT_ID",
+                "urn:li:organization:5",
+            ),
+            (
+                "LINKEDIN_ACCESS_TOKEN",
+                "LINKEDIN_API_URL",
+                "ftp://api.linkedin.com",
+            ),
+            ("TIKTOK_ACCESS_TOKEN", "TIKTOK_ADVERTISER_ID", "adv1"),
+            (
+                "TIKTOK_ACCESS_TOKEN",
+                "TIKTOK_API_URL",
+                "http://business-api.tiktok.com",
+            ),
+        ] {
+            let err =
+                Config::from_vars(&vars(&[(token_var, "s3cret"), (var, value)])).expect_err(var);
+            assert_eq!(err.var(), var, "{err}");
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

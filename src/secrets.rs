@@ -1,5 +1,6 @@
-//! AWS Secrets Manager at cold start: the database credentials (RDS format) and the Meta access
-//! token, each read once per instance. Errors name the variable that pointed at the secret and
+//! AWS Secrets Manager at cold start: the database credentials (RDS format) and the platforms'
+//! credentials (Meta, LinkedIn and TikTok tokens, Google's OAuth2 client and refresh token),
+//! each read once per instance. Errors name the variable that pointed at the secret and
 //! never carry the secret's value.
 
 use std::fmt;
@@ -10,6 +11,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use serde_json::Value;
 
 use crate::config::ConfigError;
+use crate::destinations::settings::GoogleAuth;
 use crate::destinations::token::SecretToken;
 
 /// The HTTPS client the SDK uses: hyper + rustls on *ring*, the same TLS stack as the rest of
@@ -272,6 +274,43 @@ pub fn parse_token_secret(
     Ok(SecretToken::new(raw.to_string()))
 }
 
+/// The Google credentials secret: JSON `{"client_id", "client_secret", "refresh_token"}` (an
+/// OAuth2 client and a refresh token it issued; the service refreshes access tokens itself).
+/// Messages never quote the secret.
+pub fn parse_google_credentials(
+    var: &'static str,
+    secret: &SecretToken,
+) -> Result<GoogleAuth, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { var, message };
+    let value: Value = serde_json::from_str(secret.expose().trim()).map_err(|e| {
+        invalid(format!(
+            "the secret is not valid JSON (line {}, column {}); expected {{\"client_id\", \
+             \"client_secret\", \"refresh_token\"}}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let field = |key: &str| match value.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(invalid(format!("field `{key}` is missing")))
+        }
+        Some(_) => Err(invalid(format!("field `{key}` must be a string"))),
+    };
+    if !value.is_object() {
+        return Err(invalid(
+            "the secret is not a JSON object; expected {\"client_id\", \"client_secret\", \
+             \"refresh_token\"}"
+                .into(),
+        ));
+    }
+    Ok(GoogleAuth::Refresh {
+        client_id: field("client_id")?,
+        client_secret: SecretToken::new(field("client_secret")?),
+        refresh_token: SecretToken::new(field("refresh_token")?),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +368,40 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with("DB_SECRET_ARN: "), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn google_credentials_secret() {
+        let auth = parse_google_credentials(
+            "GOOGLE_CREDENTIALS_SECRET_ARN",
+            &secret(r#"{"client_id":"id","client_secret":"cs","refresh_token":"rt"}"#),
+        )
+        .unwrap();
+        let GoogleAuth::Refresh {
+            client_id,
+            client_secret,
+            refresh_token,
+        } = auth
+        else {
+            panic!("refresh credentials expected");
+        };
+        assert_eq!(client_id, "id");
+        assert_eq!(
+            (client_secret.expose(), refresh_token.expose()),
+            ("cs", "rt")
+        );
+        for bad in [
+            r#"{"client_id":"id","client_secret":"hunter2"}"#,
+            r#"{"client_id":"id","client_secret":"hunter2","refresh_token":7}"#,
+            r#"["hunter2"]"#,
+            "hunter2",
+        ] {
+            let err = parse_google_credentials("GOOGLE_CREDENTIALS_SECRET_ARN", &secret(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("GOOGLE_CREDENTIALS_SECRET_ARN: "), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
     }

@@ -155,6 +155,85 @@ async fn plain_variables_win_over_secrets() {
     assert_eq!(config.meta.unwrap().access_token.expose(), "EAABfromEnv");
 }
 
+/// The Google, LinkedIn and TikTok secrets (DESIGN §8.1) at cold start, beside Meta's.
+#[tokio::test]
+async fn the_other_platforms_credentials_come_from_their_secrets() {
+    use audience_sync::destinations::settings::{Consent, GoogleAuth};
+    let moto = Moto::start();
+    let google_arn = moto
+        .secret(
+            &support::unique("google"),
+            r#"{"client_id": "123.apps.googleusercontent.com", "client_secret": "GOCSPX-s3cret",
+                "refresh_token": "1//refresh-s3cret"}"#,
+        )
+        .await;
+    let linkedin_arn = moto
+        .secret(&support::unique("linkedin"), "AQVlinkedinToken")
+        .await;
+    let tiktok_arn = moto
+        .secret(
+            &support::unique("tiktok"),
+            r#"{"access_token": "ttTiktokToken"}"#,
+        )
+        .await;
+    let env = vars(&[
+        ("GOOGLE_CREDENTIALS_SECRET_ARN", &google_arn),
+        ("GOOGLE_CUSTOMER_ID", "123-456-7890"),
+        ("GOOGLE_AD_PERSONALIZATION_CONSENT", "CONSENT_DENIED"),
+        ("LINKEDIN_TOKEN_SECRET_ARN", &linkedin_arn),
+        ("LINKEDIN_AD_ACCOUNT_ID", "urn:li:sponsoredAccount:512"),
+        ("TIKTOK_TOKEN_SECRET_ARN", &tiktok_arn),
+        ("TIKTOK_ADVERTISER_ID", "7001"),
+    ]);
+    let config = Config::resolve(&env, &moto.client())
+        .await
+        .expect("resolve");
+    let google = config.google.clone().expect("google configured");
+    match &google.auth {
+        GoogleAuth::Refresh {
+            client_id,
+            client_secret,
+            refresh_token,
+        } => {
+            assert_eq!(client_id, "123.apps.googleusercontent.com");
+            assert_eq!(client_secret.expose(), "GOCSPX-s3cret");
+            assert_eq!(refresh_token.expose(), "1//refresh-s3cret");
+        }
+        other => panic!("expected refresh credentials, got {other:?}"),
+    }
+    assert_eq!(google.customer_id.as_deref(), Some("1234567890"));
+    assert_eq!(google.ad_user_data_consent, Consent::Granted);
+    assert_eq!(google.ad_personalization_consent, Consent::Denied);
+    let linkedin = config.linkedin.clone().expect("linkedin configured");
+    assert_eq!(linkedin.access_token.expose(), "AQVlinkedinToken");
+    assert_eq!(linkedin.ad_account_id.as_deref(), Some("512"));
+    let tiktok = config.tiktok.clone().expect("tiktok configured");
+    assert_eq!(tiktok.access_token.expose(), "ttTiktokToken");
+    assert_eq!(tiktok.advertiser_id.as_deref(), Some("7001"));
+    assert!(config.meta.is_none(), "Meta stays unconfigured");
+    let debug = format!("{config:?}");
+    for secret in ["s3cret", "AQVlinkedin", "ttTiktok"] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+
+    // Malformed: the variable is named, the value never.
+    for (var, value) in [
+        (
+            "GOOGLE_CREDENTIALS_SECRET_ARN",
+            r#"{"client_id": "c", "client_secret": "hunter2"}"#,
+        ),
+        ("GOOGLE_CREDENTIALS_SECRET_ARN", "hunter2"),
+        ("LINKEDIN_TOKEN_SECRET_ARN", r#"{"token": "hunter2"}"#),
+        ("TIKTOK_TOKEN_SECRET_ARN", "hunter2 hunter2"),
+    ] {
+        let arn = moto.secret(&support::unique("bad"), value).await;
+        let err = resolve_err(&moto, &[(var, &arn)]).await;
+        assert_eq!(err.var(), var, "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+}
+
 async fn resolve_err(moto: &Moto, env: &[(&str, &str)]) -> ConfigError {
     Config::resolve(&vars(env), &moto.client())
         .await

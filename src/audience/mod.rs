@@ -109,6 +109,8 @@ impl Audience {
             is_active: self.is_active,
             meta_business_account_id: self.meta_business_account_id.clone(),
             meta_audience_id: self.meta_audience_id.clone(),
+            destination: self.destination,
+            destination_account_id: self.destination_account_id.clone(),
         }
     }
 }
@@ -129,6 +131,10 @@ pub struct AudienceSpec {
     pub is_active: bool,
     pub meta_business_account_id: Option<String>,
     pub meta_audience_id: Option<String>,
+    /// Fixed at create (DESIGN §8.1).
+    pub destination: Platform,
+    /// The account on the platform; on Meta the same as `meta_business_account_id`.
+    pub destination_account_id: Option<String>,
 }
 
 /// `POST /api/audiences`.
@@ -147,6 +153,8 @@ pub struct NewAudience {
     pub sync_interval_hours: Option<i32>,
     pub is_active: Option<bool>,
     pub meta_business_account_id: Option<String>,
+    pub destination: Option<Platform>,
+    pub destination_account_id: Option<String>,
 }
 
 impl NewAudience {
@@ -167,6 +175,8 @@ impl NewAudience {
             is_active: self.is_active.unwrap_or(true),
             meta_business_account_id: self.meta_business_account_id,
             meta_audience_id: None,
+            destination: self.destination.unwrap_or(Platform::Meta),
+            destination_account_id: self.destination_account_id,
         })
     }
 }
@@ -199,6 +209,12 @@ pub struct AudiencePatch {
     pub is_active: Option<Option<bool>>,
     #[serde(default, deserialize_with = "input::present")]
     pub meta_business_account_id: Option<Option<String>>,
+    /// Fixed at create: only the current value is accepted.
+    #[serde(default, deserialize_with = "input::present")]
+    pub destination: Option<Option<Platform>>,
+    /// Fixed at create: only the current value is accepted.
+    #[serde(default, deserialize_with = "input::present")]
+    pub destination_account_id: Option<Option<String>>,
 }
 
 impl AudiencePatch {
@@ -237,7 +253,40 @@ impl AudiencePatch {
             s.rule = v;
         }
         if let Some(v) = self.meta_business_account_id {
+            // On Meta the account is one value under two names (DESIGN §8.1).
+            if s.destination == Platform::Meta {
+                s.destination_account_id = v.clone();
+            }
             s.meta_business_account_id = v;
+        }
+        Ok(())
+    }
+
+    /// Refuses a change of what is fixed at create: the destination, and the account there
+    /// (moving an audience would leave its members and its platform audience behind).
+    /// Repeating the current value is fine.
+    fn check_fixed(&self, current: &Audience) -> Result<()> {
+        if let Some(v) = self.destination {
+            if v != Some(current.destination) {
+                return Err(Error::invalid(
+                    "destination",
+                    format!(
+                        "destination cannot change once the audience exists (it is {}): create a \
+                         new audience for another platform",
+                        current.destination
+                    ),
+                ));
+            }
+        }
+        if let Some(v) = &self.destination_account_id {
+            let wanted = account_id(current.destination, "destination_account_id", v.clone())?;
+            if wanted != current.destination_account_id {
+                return Err(Error::invalid(
+                    "destination_account_id",
+                    "destination_account_id is set at create only: create a new audience for \
+                     another account",
+                ));
+            }
         }
         Ok(())
     }
@@ -275,12 +324,71 @@ impl AudienceSpec {
             }
             self.lookalike_country = Some(c.to_ascii_uppercase());
         }
-        self.meta_business_account_id = digits_id(
+        self.validate_account()?;
+        self.meta_audience_id = digits_id("meta_audience_id", self.meta_audience_id.take())?;
+        self.validate_platform_types()?;
+        self.validate_type_fields()
+    }
+
+    /// The platform's account id in its one spelling. On Meta, `destination_account_id` and
+    /// `meta_business_account_id` are the same value: either may be given, both only if equal.
+    fn validate_account(&mut self) -> Result<()> {
+        let account = account_id(
+            self.destination,
+            "destination_account_id",
+            self.destination_account_id.take(),
+        )?;
+        if self.destination != Platform::Meta {
+            if self.meta_business_account_id.is_some() {
+                return Err(Error::invalid(
+                    "meta_business_account_id",
+                    format!(
+                        "meta_business_account_id applies only to Meta audiences: set the {} \
+                         account in destination_account_id",
+                        self.destination
+                    ),
+                ));
+            }
+            self.destination_account_id = account;
+            return Ok(());
+        }
+        let meta = digits_id(
             "meta_business_account_id",
             self.meta_business_account_id.take(),
         )?;
-        self.meta_audience_id = digits_id("meta_audience_id", self.meta_audience_id.take())?;
-        self.validate_type_fields()
+        let merged =
+            match (meta, account) {
+                (Some(m), Some(a)) if m != a => return Err(Error::invalid(
+                    "destination_account_id",
+                    "destination_account_id and meta_business_account_id name the same Meta ad \
+                     account on a Meta audience: give one, or both equal",
+                )),
+                (m, a) => m.or(a),
+            };
+        self.meta_business_account_id = merged.clone();
+        self.destination_account_id = merged;
+        Ok(())
+    }
+
+    /// The audience types each platform can build (DESIGN §8.1).
+    fn validate_platform_types(&self) -> Result<()> {
+        let refused = match (self.audience_type, self.destination) {
+            (AudienceType::CustomList, _)
+            | (_, Platform::Meta)
+            | (AudienceType::Lookalike, Platform::Tiktok) => return Ok(()),
+            (AudienceType::Engagement, p) => {
+                format!("engagement audiences are built from Meta pixel events: Meta only, not {p}")
+            }
+            (AudienceType::Lookalike, Platform::Google) => {
+                "Google has no lookalikes: similar segments were retired in 2023".to_string()
+            }
+            (AudienceType::Lookalike, _) => {
+                "LinkedIn has no lookalike API open to us: lookalike audiences are on Meta and \
+                 TikTok"
+                    .to_string()
+            }
+        };
+        Err(Error::invalid("audience_type", refused))
     }
 
     fn validate_type_fields(&mut self) -> Result<()> {
@@ -330,16 +438,18 @@ impl AudienceSpec {
     }
 }
 
+/// An account id on `platform` in its one spelling ([`Platform::account_id`]).
+pub fn account_id(platform: Platform, field: &str, v: Option<String>) -> Result<Option<String>> {
+    let Some(raw) = v else { return Ok(None) };
+    platform
+        .account_id(&raw)
+        .map(Some)
+        .map_err(|rule| Error::invalid(field, format!("{field} must be {rule}")))
+}
+
+/// A Meta id: digits (`act_` accepted).
 fn digits_id(field: &str, v: Option<String>) -> Result<Option<String>> {
-    let Some(v) = v else { return Ok(None) };
-    let digits = v.trim().trim_start_matches("act_");
-    if digits.is_empty() || digits.len() > 30 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must be a numeric Meta id (an ad account may start with act_)"),
-        ));
-    }
-    Ok(Some(digits.to_string()))
+    account_id(Platform::Meta, field, v)
 }
 
 /// The pixel rule of an engagement audience: people who fired `event` on pixel `pixel_id` in the
@@ -401,14 +511,18 @@ pub async fn update(
 ) -> Result<Audience> {
     let tx = db.transaction().await?;
     let current = store::get_for_update(&*tx, id).await?;
+    patch.check_fixed(&current)?;
     let mut spec = current.spec();
     patch.apply(&mut spec)?;
     spec.validate()?;
-    if current.meta_audience_id.is_some() && spec.audience_type != current.audience_type {
-        return Err(Error::Conflict(format!(
-            "audience_type cannot change once the audience exists in Meta (id {}): create a new audience instead",
-            current.meta_audience_id.as_deref().unwrap_or_default()
-        )));
+    if let Some(platform_id) = &current.destination_audience_id {
+        if spec.audience_type != current.audience_type {
+            return Err(Error::Conflict(format!(
+                "audience_type cannot change once the audience exists in {} (id {platform_id}): \
+                 create a new audience instead",
+                current.destination
+            )));
+        }
     }
     let updated = store::update(&*tx, id, &spec).await?;
     tx.commit().await?;

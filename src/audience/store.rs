@@ -83,29 +83,49 @@ fn write_error(e: tokio_postgres::Error, segment_id: Option<Uuid>) -> Error {
     }
 }
 
-/// Every audience (`is_active` filters), newest first.
-pub async fn list(db: &impl GenericClient, is_active: Option<bool>) -> Result<Vec<Audience>> {
-    Ok(list_page(db, is_active, &PageRequest::ALL).await?.items)
+/// Which audiences a list shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter {
+    pub is_active: Option<bool>,
+    pub destination: Option<Platform>,
 }
 
-/// One page of the audiences (`is_active` filters), newest first: keyset pagination on
-/// `(created_at, id)`, served by `idx_custom_audience_created_at_id`.
+/// Every audience (`is_active` filters), newest first.
+pub async fn list(db: &impl GenericClient, is_active: Option<bool>) -> Result<Vec<Audience>> {
+    let filter = Filter {
+        is_active,
+        destination: None,
+    };
+    Ok(list_page(db, filter, &PageRequest::ALL).await?.items)
+}
+
+/// One page of the audiences (`filter`), newest first: keyset pagination on `(created_at, id)`,
+/// served by `idx_custom_audience_created_at_id` (`idx_custom_audience_destination_order`
+/// within one destination).
 pub async fn list_page(
     db: &impl GenericClient,
-    is_active: Option<bool>,
+    filter: Filter,
     page: &PageRequest,
 ) -> Result<Page<Audience>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM custom_audience \
          WHERE ($1::boolean IS NULL OR is_active = $1) \
            AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid)) \
+           AND ($5::text IS NULL OR destination = $5) \
          ORDER BY created_at DESC, id DESC LIMIT $4"
     );
     let (after_at, after_id) = page.after_key();
+    let destination = filter.destination.map(Platform::as_str);
     let rows = db
         .query(
             &sql,
-            &[&is_active, &after_at, &after_id, &page.fetch_limit()],
+            &[
+                &filter.is_active,
+                &after_at,
+                &after_id,
+                &page.fetch_limit(),
+                &destination,
+            ],
         )
         .await?;
     let audiences = rows.iter().map(Audience::from_row).collect();
@@ -132,7 +152,7 @@ async fn one(db: &impl GenericClient, id: Uuid, lock: &str) -> Result<Audience> 
 }
 
 /// The settable columns, in the order of `spec_params`.
-const SPEC_COLUMNS: [&str; 13] = [
+const SPEC_COLUMNS: [&str; 15] = [
     "name",
     "description",
     "audience_type",
@@ -146,9 +166,23 @@ const SPEC_COLUMNS: [&str; 13] = [
     "is_active",
     "meta_business_account_id",
     "meta_audience_id",
+    "destination",
+    "destination_account_id",
 ];
 
-fn spec_params(s: &AudienceSpec) -> [&(dyn ToSql + Sync); 13] {
+/// What `destination_account_id` holds: Meta's account stays in `meta_business_account_id`
+/// alone (the column is for the other platforms).
+fn account_column(s: &AudienceSpec) -> Option<String> {
+    match s.destination {
+        Platform::Meta => None,
+        _ => s.destination_account_id.clone(),
+    }
+}
+
+fn spec_params<'a>(
+    s: &'a AudienceSpec,
+    account: &'a Option<String>,
+) -> [&'a (dyn ToSql + Sync); 15] {
     [
         &s.name,
         &s.description,
@@ -163,6 +197,8 @@ fn spec_params(s: &AudienceSpec) -> [&(dyn ToSql + Sync); 13] {
         &s.is_active,
         &s.meta_business_account_id,
         &s.meta_audience_id,
+        &s.destination,
+        account,
     ]
 }
 
@@ -173,8 +209,9 @@ pub async fn insert(db: &impl GenericClient, spec: &AudienceSpec) -> Result<Audi
         SPEC_COLUMNS.join(", "),
         placeholders.join(", ")
     );
+    let account = account_column(spec);
     let row = db
-        .query_one(&sql, &spec_params(spec))
+        .query_one(&sql, &spec_params(spec, &account))
         .await
         .map_err(|e| write_error(e, spec.segment_id))?;
     Ok(Audience::from_row(&row))
@@ -191,7 +228,8 @@ pub async fn update(db: &impl GenericClient, id: Uuid, spec: &AudienceSpec) -> R
         sets.join(", "),
         SPEC_COLUMNS.len() + 1
     );
-    let mut params = spec_params(spec).to_vec();
+    let account = account_column(spec);
+    let mut params = spec_params(spec, &account).to_vec();
     params.push(&id);
     let row = db
         .query_one(&sql, &params)
@@ -250,6 +288,28 @@ pub async fn set_platform_id(
         }
     };
     db.execute(sql, &[&audience_id, &id]).await?;
+    Ok(())
+}
+
+/// Forgets a platform id the platform no longer has (DESIGN §8.1), so that the next sync
+/// creates the audience anew: whichever column holds `gone`. A lookalike's seed takes the
+/// lookalike with it (Meta deletes no seed while a lookalike is built on it).
+pub async fn clear_platform_id(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+    gone: &str,
+) -> Result<()> {
+    db.execute(
+        "UPDATE custom_audience SET \
+             meta_audience_id = CASE WHEN meta_audience_id = $2 OR meta_seed_audience_id = $2 \
+                                     THEN NULL ELSE meta_audience_id END, \
+             meta_seed_audience_id = NULLIF(meta_seed_audience_id, $2), \
+             destination_audience_id = NULLIF(destination_audience_id, $2), \
+             meta_metrics = NULL, updated_at = now() \
+         WHERE id = $1",
+        &[&audience_id, &gone],
+    )
+    .await?;
     Ok(())
 }
 

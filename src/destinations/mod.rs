@@ -15,6 +15,7 @@ pub mod transport;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio_postgres::Client;
@@ -52,6 +53,72 @@ impl Platform {
 
     pub fn parse(s: &str) -> Option<Self> {
         Platform::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// An account id on this platform in its one spelling (digits), or the rule it breaks:
+    /// a Meta ad account (`act_` accepted), a Google customer id of 10 digits (dashes
+    /// accepted), a LinkedIn ad account (`urn:li:sponsoredAccount:` accepted), a TikTok
+    /// advertiser id.
+    pub fn account_id(self, raw: &str) -> Result<String, &'static str> {
+        let raw = raw.trim();
+        let (digits, rule) = match self {
+            Platform::Meta => (
+                raw.trim_start_matches("act_").to_string(),
+                "a numeric Meta id (an ad account may start with act_)",
+            ),
+            Platform::Google => (
+                raw.replace('-', ""),
+                "a Google Ads customer id of 10 digits, e.g. 123-456-7890",
+            ),
+            Platform::Linkedin => (
+                raw.trim_start_matches("urn:li:sponsoredAccount:")
+                    .to_string(),
+                "a LinkedIn ad account id: digits, or urn:li:sponsoredAccount:<digits>",
+            ),
+            Platform::Tiktok => (raw.to_string(), "a TikTok advertiser id: digits"),
+        };
+        let length_ok = match self {
+            Platform::Google => digits.len() == 10,
+            _ => (1..=30).contains(&digits.len()),
+        };
+        match length_ok && digits.bytes().all(|b| b.is_ascii_digit()) {
+            true => Ok(digits),
+            false => Err(rule),
+        }
+    }
+}
+
+/// A day, for the membership durations below.
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Platform {
+    /// How often every member must be sent again, on a platform where a membership lapses
+    /// unless re-sent: an automatic sync becomes `full` when the audience's last completed full
+    /// sync is older than this. Each is the platform's membership life less 60 days, so that a
+    /// refresh that fails, or waits for the audience's interval, is retried in time.
+    pub fn resend_every(self) -> Option<Duration> {
+        match self {
+            // Customer Match lists are created with `membershipDuration` 540 days (the
+            // maximum): a member not uploaded again within it leaves the list.
+            Platform::Google => Some(DAY * 480),
+            // A TikTok custom audience keeps people `retention_in_days`, at most 365.
+            Platform::Tiktok => Some(DAY * 305),
+            // Meta keeps a customer list's members until they are removed (it may delete a
+            // whole audience unused by ads for two years: the deleted-outside lifecycle then
+            // recreates it). LinkedIn documents no expiry of a DMP segment's members.
+            Platform::Meta | Platform::Linkedin => None,
+        }
+    }
+}
+
+/// Whether the URL's host is this machine (where a platform's API may be plain http: a local
+/// fake).
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

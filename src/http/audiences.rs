@@ -10,6 +10,7 @@ use super::error::{self as response, json, no_content, ApiResult};
 use super::extract::{Id, Json, Params, Payload};
 use crate::app::App;
 use crate::audience::{self, store, AudiencePatch, NewAudience};
+use crate::destinations::Platform;
 use crate::error::Error;
 use crate::sync::{log, member_store};
 
@@ -33,6 +34,7 @@ const SERVER_SET: &[&str] = &[
     "sync_error_message",
     "meta_audience_id",
     "meta_seed_audience_id",
+    "destination_audience_id",
     "created_at",
     "updated_at",
 ];
@@ -46,13 +48,30 @@ impl Payload for AudiencePatch {
 }
 
 async fn list(State(app): State<App>, params: Params) -> ApiResult {
-    let is_active = params.bool("is_active")?;
+    let filter = store::Filter {
+        is_active: params.bool("is_active")?,
+        destination: destination_param(&params)?,
+    };
     let page = params.page()?;
     let db = crate::db::get(&app.pool).await?;
     Ok(response::page(
         "audiences",
-        store::list_page(&**db, is_active, &page).await?,
+        store::list_page(&**db, filter, &page).await?,
     ))
+}
+
+/// `?destination=` names a platform.
+fn destination_param(params: &Params) -> Result<Option<Platform>, Error> {
+    let Some(raw) = params.get("destination") else {
+        return Ok(None);
+    };
+    Platform::parse(raw).map(Some).ok_or_else(|| {
+        let allowed: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        Error::invalid(
+            "destination",
+            format!("destination must be one of {}", allowed.join(", ")),
+        )
+    })
 }
 
 async fn create(State(app): State<App>, Json(input): Json<NewAudience>) -> ApiResult {

@@ -111,6 +111,11 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The parameter's value as sent (the last one when repeated).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.last(name)
+    }
+
     pub fn bool(&self, name: &str) -> crate::error::Result<Option<bool>> {
         self.last(name)
             .map(|v| input::bool_param(name, v))

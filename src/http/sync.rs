@@ -26,7 +26,7 @@ struct SyncRequest {
     sync_type: Option<SyncType>,
 }
 
-/// One audience with `{"audience_id", "sync_type"}` (incremental by default); every active
+/// One audience with `{"audience_id", "sync_type"}` (the automatic type by default); every active
 /// audience with no body.
 /// In Lambda, a sync still running near the invocation's end pauses at its checkpoint and
 /// answers `paused`; sync-all then starts no further audience.
@@ -46,7 +46,8 @@ async fn run(
             "audience_id is required (send no body to sync every active audience)",
         )
     })?;
-    let sync_type = req.sync_type.unwrap_or(SyncType::Incremental);
-    let result = sync::run(&app, audience_id, Some(sync_type), &NoProgress, deadline).await?;
+    // Without a type, the automatic one (full the first time and when memberships need a
+    // refresh, incremental otherwise), as the scheduler's.
+    let result = sync::run(&app, audience_id, req.sync_type, &NoProgress, deadline).await?;
     Ok(json(StatusCode::OK, &result))
 }

@@ -70,6 +70,22 @@ pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<SyncLog>> {
         .map(|r| SyncLog::from_row(&r)))
 }
 
+/// When the audience's last completed full sync ended (`None`: it never had one), read from
+/// `idx_audience_sync_log_full_completed`.
+pub async fn last_full_sync(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+) -> Result<Option<DateTime<Utc>>> {
+    let row = db
+        .query_one(
+            "SELECT max(completed_at) FROM audience_sync_log \
+             WHERE audience_id = $1 AND sync_type = 'full' AND status = 'completed'",
+            &[&audience_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// A new pending row.
 pub async fn open(db: &impl GenericClient, audience_id: Uuid, sync_type: SyncType) -> Result<Uuid> {
     let row = db

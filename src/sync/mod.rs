@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::audience::store as audiences;
+use crate::audience::Audience;
 use crate::error::{Error, Result};
 pub use lock::AudienceLock;
 pub use run::LOOKALIKE_MIN_SEED;
@@ -104,8 +105,7 @@ pub struct SyncResult {
     pub resumed: bool,
 }
 
-/// Runs one sync of one audience: of `sync_type`, or when `None`, `full` the first time and
-/// `incremental` after. A paused sync of the audience is resumed as it was instead. With a
+/// Runs one sync of one audience: of `sync_type`, or when `None` the [`automatic`] type. A paused sync of the audience is resumed as it was instead. With a
 /// `deadline`, the sync stops there with a checkpoint (status `paused`) when it is not
 /// done; the next run picks it up.
 ///
@@ -130,16 +130,47 @@ pub async fn run(
         })?;
     let result = match audiences::get(lock.client(), audience_id).await {
         Ok(audience) => {
-            let sync_type = sync_type.unwrap_or(match audience.last_synced_at {
-                None => SyncType::Full,
-                Some(_) => SyncType::Incremental,
-            });
-            run::locked(app, lock.client(), audience, sync_type, progress, deadline).await
+            let sync_type = match sync_type {
+                Some(t) => Ok(t),
+                None => automatic(lock.client(), &audience).await,
+            };
+            match sync_type {
+                Ok(t) => run::locked(app, lock.client(), audience, t, progress, deadline).await,
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
     lock.release().await?;
     result
+}
+
+/// The type of an automatic sync (the scheduler's, or one asked for without a type): `full`
+/// the first time, and when the platform's memberships would lapse before the next refresh
+/// ([`Platform::resend_every`](crate::destinations::Platform::resend_every): every member is
+/// sent again); `incremental` otherwise. Without a full sync yet, the memberships date from the
+/// audience's creation at the earliest.
+async fn automatic(db: &tokio_postgres::Client, audience: &Audience) -> Result<SyncType> {
+    if audience.last_synced_at.is_none() {
+        return Ok(SyncType::Full);
+    }
+    let Some(every) = audience.destination.resend_every() else {
+        return Ok(SyncType::Incremental);
+    };
+    let refreshed = log::last_full_sync(db, audience.id)
+        .await?
+        .unwrap_or(audience.created_at);
+    let age = (chrono::Utc::now() - refreshed)
+        .to_std()
+        .unwrap_or_default();
+    Ok(match age >= every {
+        true => {
+            tracing::info!(audience_id = %audience.id, platform = %audience.destination,
+                days = age.as_secs() / 86_400, "memberships due for a refresh: a full sync");
+            SyncType::Full
+        }
+        false => SyncType::Incremental,
+    })
 }
 
 /// Which audiences [`run_many`] syncs.

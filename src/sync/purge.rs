@@ -25,7 +25,7 @@ use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
 use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
 use crate::destinations::{deadline, DatabaseOnly, Destination, Platform, Removal};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Why an audience's purge waits for a later pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,12 +127,30 @@ async fn locked(
         // members (no platform audience yet) holds none of them: the database side alone.
         // Its calls, retries included, end in time for the pass (as a sync's do).
         let audience = audiences::get(db, audience_id).await?;
-        let meta = app.meta.as_deref();
         let (linkedin, tiktok) = (app.linkedin.as_deref(), app.tiktok.as_deref());
         deadline::within(Some(until), async {
             match audience.destination {
-                Platform::Google => match app.google.as_deref() {
-                    Some(client) => match GoogleDestination::existing(client, &audience)? {
+                Platform::Meta => {
+                    match app
+                        .meta
+                        .as_deref()
+                        .and_then(|c| MetaDestination::existing(c, &audience))
+                    {
+                        Some(mut dest) => {
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                        None => {
+                            let mut dest = DatabaseOnly::<HashedRow>::new("meta");
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                    }
+                }
+                Platform::Google => {
+                    let existing = match app.google.as_deref() {
+                        Some(client) => GoogleDestination::existing(client, &audience)?,
+                        None => None,
+                    };
+                    match existing {
                         Some(mut dest) => {
                             remove_all(db, audience_id, &mut dest, first, until).await
                         }
@@ -140,12 +158,8 @@ async fn locked(
                             let mut dest = DatabaseOnly::<GoogleRow>::new("google");
                             remove_all(db, audience_id, &mut dest, first, until).await
                         }
-                    },
-                    None => {
-                        let mut dest = DatabaseOnly::<GoogleRow>::new("google");
-                        remove_all(db, audience_id, &mut dest, first, until).await
                     }
-                },
+                }
                 Platform::Linkedin => {
                     match linkedin.and_then(|c| LinkedinDestination::existing(c, &audience)) {
                         Some(mut dest) => {
@@ -168,16 +182,22 @@ async fn locked(
                         }
                     }
                 }
-                _ => match meta.and_then(|client| MetaDestination::existing(client, &audience)) {
-                    Some(mut dest) => remove_all(db, audience_id, &mut dest, first, until).await,
-                    None => {
-                        let mut dest = DatabaseOnly::<HashedRow>::new("meta");
-                        remove_all(db, audience_id, &mut dest, first, until).await
-                    }
-                },
             }
         })
         .await
+    };
+    // An audience the platform no longer has holds nobody: nothing is left to remove there.
+    let outcome = match outcome {
+        Err(Error::PlatformAudienceGone {
+            platform_audience_id,
+            ..
+        }) => {
+            let audience = audiences::get(db, audience_id).await?;
+            super::run::platform_audience_gone(db, &audience, &platform_audience_id).await?;
+            store::drop_unsent_purged(db, audience_id).await?;
+            Ok((0, None))
+        }
+        other => other,
     };
     // Whatever happened, people with nothing left on the platform leave the queue.
     store::settle_purge_queue(db, audience_id).await?;

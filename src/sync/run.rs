@@ -101,30 +101,30 @@ pub(super) async fn locked(
             Platform::Google => match app.google.as_deref() {
                 Some(client) => {
                     let dest = GoogleDestination::new(client, &run.audience);
-                    to(&mut run, dest).await
+                    drive(&mut run, dest).await
                 }
-                None => to(&mut run, DatabaseOnly::<GoogleRow>::new("google")).await,
+                None => drive(&mut run, DatabaseOnly::<GoogleRow>::new("google")).await,
             },
             Platform::Linkedin => match app.linkedin.as_deref() {
                 Some(client) => {
                     let dest = LinkedinDestination::new(client, &run.audience);
-                    to(&mut run, dest).await
+                    drive(&mut run, dest).await
                 }
-                None => to(&mut run, DatabaseOnly::<LinkedinRow>::new("linkedin")).await,
+                None => drive(&mut run, DatabaseOnly::<LinkedinRow>::new("linkedin")).await,
             },
             Platform::Tiktok => match app.tiktok.as_deref() {
                 Some(client) => {
                     let dest = TiktokDestination::new(client, &run.audience);
-                    to(&mut run, dest).await
+                    drive(&mut run, dest).await
                 }
-                None => to(&mut run, DatabaseOnly::<TiktokRow>::new("tiktok")).await,
+                None => drive(&mut run, DatabaseOnly::<TiktokRow>::new("tiktok")).await,
             },
             Platform::Meta => match app.meta.as_deref() {
                 Some(client) => {
                     let dest = MetaDestination::new(client, &run.audience);
-                    to(&mut run, dest).await
+                    drive(&mut run, dest).await
                 }
-                None => to(&mut run, DatabaseOnly::<HashedRow>::new("meta")).await,
+                None => drive(&mut run, DatabaseOnly::<HashedRow>::new("meta")).await,
             },
         }
     })
@@ -135,8 +135,8 @@ pub(super) async fn locked(
     }
 }
 
-/// The sync to one destination, and what the destination's answers were.
-async fn to<D: Destination>(run: &mut Run<'_>, mut dest: D) -> (Result<()>, serde_json::Value) {
+/// Runs the sync's passes against one destination, and keeps what it answered.
+async fn drive<D: Destination>(run: &mut Run<'_>, mut dest: D) -> (Result<()>, serde_json::Value) {
     let result = run.with(&mut dest).await;
     (result, dest.response())
 }
@@ -224,20 +224,17 @@ struct Run<'a> {
     /// The audience's stored `total_synced` was true when the sync began.
     total_known: bool,
     /// The platform ids at the start (a new platform audience forgets what was sent).
-    platform_before: (Option<String>, Option<String>),
+    platform_before: (Option<String>, Option<String>, Option<String>),
     /// The destination replaces its audience in a full sync ([`Destination::replaces`]).
     replaces: bool,
 }
 
-fn platform_ids(a: &Audience) -> (Option<String>, Option<String>) {
-    match a.destination {
-        Platform::Meta => (a.meta_audience_id.clone(), a.meta_seed_audience_id.clone()),
-        // A TikTok lookalike's seed is kept where Meta keeps its seed's id.
-        _ => (
-            a.destination_audience_id.clone(),
-            a.meta_seed_audience_id.clone(),
-        ),
-    }
+fn platform_ids(a: &Audience) -> (Option<String>, Option<String>, Option<String>) {
+    (
+        a.meta_audience_id.clone(),
+        a.meta_seed_audience_id.clone(),
+        a.destination_audience_id.clone(),
+    )
 }
 
 impl Run<'_> {
@@ -397,6 +394,13 @@ impl Run<'_> {
         if result.is_err() && self.replacing {
             member_store::unsettle_replace(db, audience_id, self.started).await?;
         }
+        if let Err(Error::PlatformAudienceGone {
+            platform_audience_id,
+            ..
+        }) = &result
+        {
+            platform_audience_gone(db, &self.audience, platform_audience_id).await?;
+        }
         let (synced, failed, total_synced) = match self.counted(&result) {
             Some(counts) => counts,
             None => member_store::counts(db, audience_id, self.started).await?,
@@ -441,6 +445,28 @@ impl Run<'_> {
             resumed,
         })
     }
+}
+
+/// The platform no longer has the audience (deleted outside the service, or expired): its id
+/// is cleared so that the next sync creates it anew, and, unless only a lookalike built on a
+/// seed that is still there went, what the database believed sent is forgotten (the platform
+/// holds none of it; the next sync sends every member).
+pub(super) async fn platform_audience_gone(
+    db: &Client,
+    audience: &Audience,
+    gone: &str,
+) -> Result<()> {
+    crate::audience::store::clear_platform_id(db, audience.id, gone).await?;
+    let seed_stays = audience
+        .meta_seed_audience_id
+        .as_deref()
+        .is_some_and(|seed| seed != gone);
+    if !seed_stays {
+        member_store::forget_sent(db, audience.id).await?;
+    }
+    tracing::warn!(audience_id = %audience.id, platform = %audience.destination,
+        "the platform audience no longer exists: its id is cleared, the next sync creates it");
+    Ok(())
 }
 
 /// What a marketer reads in the log and on the audience: specific, free of secrets, and without

@@ -489,3 +489,25 @@ async fn a_purge_waits_for_a_paused_replace_session_and_loses_nothing() {
     assert_eq!(others, 0);
     assert_eq!(queued(&t).await, 0);
 }
+
+/// A purge finding the Meta audience deleted outside the service: nothing is left to remove
+/// there, the pass does not wait on it, the id is cleared and no member stays marked synced.
+#[tokio::test]
+async fn a_purge_of_an_audience_deleted_in_meta_clears_it_and_waits_for_nothing() {
+    let fake = FakeMeta::start().await;
+    let t = spawn_app_with(Some(fake.meta_config_with(DEFAULT_FAKE_TOKEN, 2))).await;
+    let all = ["d1", "d2", "d3"];
+    let seg = people(&t, &all).await;
+    let (id, meta) = synced_audience(&t, seg, json!({"auto_sync": false})).await;
+    fake.delete_outside(&meta);
+    erase(&t, "d2").await;
+
+    let summary = tick(&t.app, opts()).await.unwrap();
+    assert_eq!(summary.purge_waiting, 0, "{summary:?}");
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    assert!(a["meta_audience_id"].is_null(), "{a}");
+    let rows = member_rows(&t, &id).await;
+    assert!(rows.iter().all(|(_, synced, _, _)| !synced), "{rows:?}");
+    assert!(rows.iter().all(|(tag, ..)| tag != "erased"), "{rows:?}");
+    assert_eq!(queued(&t).await, 0, "the queue is settled");
+}

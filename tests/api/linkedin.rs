@@ -36,20 +36,13 @@ async fn setup() -> (FakeLinkedin, TestApp) {
     (fake, t)
 }
 
-/// A LinkedIn audience of `seg`. Created as a Meta one and switched by SQL until the API takes
-/// `destination` (the wiring helper's change; the lead switches these to the API).
+/// A LinkedIn audience of `seg`.
 async fn audience(t: &TestApp, seg: Uuid, name: &str) -> String {
     let a = t
-        .create_audience(json!({"name": name, "segment_id": seg}))
+        .create_audience(json!({"name": name, "segment_id": seg, "destination": "linkedin"}))
         .await;
-    let id = a["id"].as_str().unwrap().to_string();
-    t.db.execute(
-        "UPDATE custom_audience SET destination = 'linkedin' WHERE id = $1",
-        &[&Uuid::parse_str(&id).unwrap()],
-    )
-    .await
-    .unwrap();
-    id
+    assert_eq!(a["destination"], "linkedin", "{a}");
+    a["id"].as_str().unwrap().to_string()
 }
 
 async fn segment_id(t: &TestApp, id: &str) -> String {
@@ -355,6 +348,14 @@ async fn a_segment_deleted_outside_fails_the_sync_saying_it_is_gone() {
         message.contains(&format!("linkedin audience {segment} no longer exists")),
         "{message}"
     );
+    // The next sync makes a new segment and sends everyone to it.
+    let r = t.sync(&id, "incremental").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let again = segment_id(&t, &id).await;
+    assert_ne!(again, segment);
+    let mut want = emails("gone", 1..=3);
+    want.extend(emails("late", 1..=1));
+    assert_eq!(fake.members(&again), want);
 }
 
 #[tokio::test]

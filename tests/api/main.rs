@@ -20,6 +20,7 @@ mod changes;
 mod cli;
 mod db_timeouts;
 mod db_tls;
+mod destinations;
 mod erasure;
 mod faults;
 mod google;

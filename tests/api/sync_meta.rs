@@ -624,3 +624,121 @@ async fn sync_all_passes_over_an_audience_deleted_while_it_runs() {
     assert_eq!(results[1]["audience_id"], second.as_str());
     assert_eq!(results[1]["status"], "skipped");
 }
+
+/// The audience is deleted in Ads Manager between syncs: the next sync fails saying so and
+/// clears the id (no member stays marked synced), and the one after creates a new audience in
+/// Meta holding every member.
+#[tokio::test]
+async fn an_audience_deleted_in_meta_is_recreated_and_refilled_by_the_next_sync() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("Gone").await;
+    t.people_in_segment(seg, "g", 12).await;
+    let id = audience(&t, seg, "Deleted outside").await;
+    assert_eq!(t.sync(&id, "full").await["status"], "completed");
+    let first = meta_id(&t, &id).await;
+    fake.delete_outside(&first);
+
+    t.people_in_segment(seg, "late", 3).await;
+    let r = t.sync(&id, "incremental").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    let message = r["error_message"].as_str().unwrap();
+    assert!(
+        message.contains(&first) && message.contains("no longer exists"),
+        "{message}"
+    );
+    let (status, error, _, _) = log_of(&t, &r).await;
+    assert_eq!(status, "failed");
+    assert_eq!(error.as_deref(), Some(message));
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    assert!(a["meta_audience_id"].is_null(), "{a}");
+    assert!(a["destination_audience_id"].is_null(), "{a}");
+    assert_eq!(a["status"], "failed");
+    assert_eq!(a["sync_error_message"], message);
+    assert_eq!(a["total_synced"], 0, "Meta holds none of them now");
+    assert!(t.member_ids(&id, "is_synced").await.is_empty());
+
+    // An incremental sync is enough: every member goes to the new audience.
+    let r = t.sync(&id, "incremental").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["synced_count"], 15);
+    let second = meta_id(&t, &id).await;
+    assert_ne!(second, first);
+    let mut want = emails("g", 1..=12);
+    want.extend(emails("late", 1..=3));
+    assert_eq!(meta_emails(&fake, &second), want);
+    assert_eq!(fake.audiences().len(), 1);
+}
+
+/// Meta answers 100/33 alike for a deleted audience and for one the token may not read: when
+/// the ad account cannot be read either, nothing is concluded and the ids stay.
+#[tokio::test]
+async fn a_missing_object_answer_without_proof_of_deletion_keeps_the_audience() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("Hidden").await;
+    t.people_in_segment(seg, "h", 5).await;
+    let id = audience(&t, seg, "Not shared").await;
+    assert_eq!(t.sync(&id, "full").await["status"], "completed");
+    let meta = meta_id(&t, &id).await;
+    fake.delete_outside(&meta);
+    // The token cannot read the ad account either (not assigned to it).
+    fake.inject(Fault::meta_error(
+        FaultMatch::route("GET", "/customaudiences"),
+        10,
+        400,
+        100,
+        Some(33),
+    ));
+    t.people_in_segment(seg, "h2-", 1).await;
+    let r = t.sync(&id, "incremental").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    let message = r["error_message"].as_str().unwrap();
+    assert!(!message.contains("no longer exists"), "{message}");
+    assert_eq!(meta_id(&t, &id).await, meta, "the id stays");
+}
+
+/// A lookalike deleted in Meta while its seed stays: the seed keeps its members and the next
+/// sync builds a new lookalike from it.
+#[tokio::test]
+async fn a_lookalike_deleted_in_meta_is_built_again_from_its_seed() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("Seed").await;
+    t.people_in_segment(seg, "seed", 100).await;
+    let a = t
+        .create_audience(json!({
+            "name": "Look", "audience_type": "lookalike", "segment_id": seg,
+            "lookalike_country": "US", "lookalike_percentage": 2,
+        }))
+        .await;
+    let id = a["id"].as_str().unwrap();
+    assert_eq!(t.sync(id, "full").await["status"], "completed");
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    let (seed, look) = (
+        a["meta_seed_audience_id"].as_str().unwrap().to_string(),
+        a["meta_audience_id"].as_str().unwrap().to_string(),
+    );
+    fake.delete_outside(&look);
+    let r = t.sync(id, "incremental").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["error_message"].as_str().unwrap().contains(&look));
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    assert!(a["meta_audience_id"].is_null());
+    assert_eq!(a["meta_seed_audience_id"], seed.as_str());
+    assert_eq!(
+        t.member_ids(id, "is_synced").await.len(),
+        100,
+        "the seed holds them"
+    );
+
+    assert_eq!(t.sync(id, "incremental").await["status"], "completed");
+    let (_, a) = t.get(&format!("/api/audiences/{id}")).await;
+    let rebuilt = a["meta_audience_id"].as_str().unwrap();
+    assert_ne!(rebuilt, look);
+    assert_eq!(
+        fake.audience(rebuilt)
+            .unwrap()
+            .origin_audience_id
+            .as_deref(),
+        Some(seed.as_str())
+    );
+    assert_eq!(fake.member_count(&seed), 100);
+}

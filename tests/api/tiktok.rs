@@ -35,18 +35,12 @@ async fn setup() -> (FakeTiktok, TestApp) {
     (fake, t)
 }
 
-/// A TikTok audience. Created as a Meta one and switched by SQL until the API takes
-/// `destination` (the wiring helper's change; the lead switches these to the API).
-async fn audience(t: &TestApp, body: Value) -> String {
+/// A TikTok audience.
+async fn audience(t: &TestApp, mut body: Value) -> String {
+    body["destination"] = json!("tiktok");
     let a = t.create_audience(body).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    t.db.execute(
-        "UPDATE custom_audience SET destination = 'tiktok' WHERE id = $1",
-        &[&Uuid::parse_str(&id).unwrap()],
-    )
-    .await
-    .unwrap();
-    id
+    assert_eq!(a["destination"], "tiktok", "{a}");
+    a["id"].as_str().unwrap().to_string()
 }
 
 async fn list(t: &TestApp, seg: Uuid, name: &str) -> String {
@@ -349,6 +343,12 @@ async fn an_audience_deleted_outside_fails_the_sync_saying_it_is_gone() {
         message.contains(&format!("tiktok audience {tiktok} no longer exists")),
         "{message}"
     );
+    // The next sync makes a new audience and sends everyone to it.
+    let r = t.sync(&id, "incremental").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let again = tiktok_id(&t, &id).await;
+    assert_ne!(again, tiktok);
+    assert_eq!(fake.ids(&again, "EMAIL_SHA256"), emails("gone", 1..=3));
 }
 
 #[tokio::test]

@@ -72,16 +72,6 @@ impl MetaConfig {
     }
 }
 
-/// Whether the URL's host is this machine.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// Hex HMAC-SHA256 of the access token keyed with the app secret.
 pub fn appsecret_proof(access_token: &str, app_secret: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(app_secret.as_bytes())
@@ -170,7 +160,7 @@ impl MetaClient {
         }
         // The token travels in every request's headers: plain HTTP only to this machine (a
         // local fake or proxy), never across a network.
-        if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        if parsed.scheme() == "http" && !crate::destinations::is_loopback(&parsed) {
             return Err(MetaError::InvalidRequest(
                 "META_GRAPH_URL must use https (plain http only to localhost or 127.0.0.1, e.g. a local fake)"
                     .to_string(),
@@ -222,8 +212,8 @@ impl MetaClient {
             Some(a) => normalize_ad_account_id(a),
             None => self.ad_account_id.clone().ok_or_else(|| {
                 MetaError::InvalidRequest(
-                    "no Meta ad account: set META_AD_ACCOUNT_ID or the audience's business \
-                     account id"
+                    "no Meta ad account: the audience names none (destination_account_id, \
+                     alias meta_business_account_id) and META_AD_ACCOUNT_ID is not set"
                         .to_string(),
                 )
             }),
@@ -521,6 +511,35 @@ impl MetaClient {
             body: None,
         };
         self.execute_typed(&call).await
+    }
+
+    /// Whether Meta no longer has the audience (deleted in Ads Manager, or by Meta). Meta answers
+    /// 100/33 alike for an audience that does not exist and for one this token may not read;
+    /// when the token reads the ad account's audiences, the audience is not hidden: it is gone.
+    /// An error of the second read is returned (nothing is concluded).
+    pub async fn audience_vanished(
+        &self,
+        ad_account: &str,
+        audience_id: &str,
+    ) -> Result<bool, MetaError> {
+        match self.get_audience(audience_id).await {
+            Ok(_) => return Ok(false),
+            Err(e) if e.is_missing_object() => {}
+            Err(e) => return Err(e),
+        }
+        let mut query = vec![("fields", "id".to_string()), ("limit", "1".to_string())];
+        if let Some(proof) = &self.proof {
+            query.push(("appsecret_proof", proof.clone()));
+        }
+        let call = Call {
+            op: "list_audiences",
+            method: Method::GET,
+            path: format!("/act_{ad_account}/customaudiences"),
+            query,
+            body: None,
+        };
+        let _: Value = self.execute_typed(&call).await?;
+        Ok(true)
     }
 
     /// Delete an audience (fails with `DeleteBlockedByLookalikes` while lookalikes use it).

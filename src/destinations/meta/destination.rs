@@ -11,7 +11,7 @@ use super::hashing::{HashedRow, SCHEMA};
 use super::wire::{Session, UsersPayload, UsersResponse};
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::{Audience, AudienceType, EngagementRule};
-use crate::destinations::{Accepted, Destination, Opening, Removal};
+use crate::destinations::{Accepted, Destination, Opening, Platform, Removal};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -28,6 +28,8 @@ pub struct MetaDestination<'a> {
     /// The audience's Meta ids, as they stand (the sync may create them).
     meta_audience_id: Option<String>,
     meta_seed_audience_id: Option<String>,
+    /// The audience's own ad account, if it names one (else the configured default).
+    account: Option<String>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -63,6 +65,7 @@ impl<'a> MetaDestination<'a> {
             stats: Stats::default(),
             meta_audience_id: audience.meta_audience_id.clone(),
             meta_seed_audience_id: audience.meta_seed_audience_id.clone(),
+            account: audience.meta_business_account_id.clone(),
         }
     }
 
@@ -78,6 +81,18 @@ impl<'a> MetaDestination<'a> {
 
     fn target(&self) -> &str {
         self.target.as_deref().unwrap_or_default()
+    }
+
+    /// `e`, or [`Error::PlatformAudienceGone`] when it is Meta saying the members' audience
+    /// does not exist and it really is gone (see [`MetaClient::audience_vanished`]).
+    async fn gone_or(&self, e: Error) -> Error {
+        let Error::Meta(meta) = &e else { return e };
+        let Some(target) = self.target.as_deref().filter(|_| meta.is_missing_object()) else {
+            return e;
+        };
+        vanished(self.client, self.account.as_deref(), target)
+            .await
+            .unwrap_or(e)
     }
 
     fn record(&mut self, r: &UsersResponse) {
@@ -146,7 +161,9 @@ impl Destination for MetaDestination<'_> {
             .unfinished
             .and_then(|cp| session_in(cp).filter(|s| !s.closed));
         if let Some(session) = unfinished {
-            self.close_unfinished(db, audience, session).await?;
+            if let Err(e) = self.close_unfinished(db, audience, session).await {
+                return Err(self.gone_or(e).await);
+            }
         }
         self.replace = match opening.resume {
             // Continues the replace session a checkpoint recorded, if any.
@@ -167,11 +184,50 @@ impl Destination for MetaDestination<'_> {
         let built = ensure_built_by_meta(db, self.client, audience).await;
         self.meta_audience_id = audience.meta_audience_id.clone();
         built?;
-        refresh_metrics(db, self.client, audience).await;
-        Ok(())
+        refresh_metrics(db, self.client, audience).await
     }
 
     async fn send(&mut self, rows: &[&HashedRow], last: bool) -> Result<Accepted> {
+        match self.send_rows(rows, last).await {
+            Err(e) => Err(self.gone_or(e).await),
+            ok => ok,
+        }
+    }
+
+    async fn remove(&mut self, rows: &[HashedRow]) -> Result<Removal> {
+        match self.remove_rows(rows).await {
+            Err(e) => Err(self.gone_or(e).await),
+            ok => ok,
+        }
+    }
+
+    fn checkpoint(&self) -> Value {
+        json!({ "replace": self.replace })
+    }
+
+    fn needs_closing(&self) -> bool {
+        self.replace
+            .as_ref()
+            .is_some_and(|r| r.next_seq > 1 && !r.closed)
+    }
+
+    fn response(&self) -> Value {
+        let mut v = match &self.target {
+            Some(target) => self.upload_response(target),
+            None => json!({}),
+        };
+        if let Some(id) = &self.meta_audience_id {
+            v["meta_audience_id"] = json!(id);
+        }
+        if let Some(id) = &self.meta_seed_audience_id {
+            v["meta_seed_audience_id"] = json!(id);
+        }
+        v
+    }
+}
+
+impl MetaDestination<'_> {
+    async fn send_rows(&mut self, rows: &[&HashedRow], last: bool) -> Result<Accepted> {
         let data = payload_rows(rows);
         let payload = UsersPayload {
             schema: &SCHEMA,
@@ -223,7 +279,7 @@ impl Destination for MetaDestination<'_> {
         })
     }
 
-    async fn remove(&mut self, rows: &[HashedRow]) -> Result<Removal> {
+    async fn remove_rows(&mut self, rows: &[HashedRow]) -> Result<Removal> {
         let refs: Vec<&HashedRow> = rows.iter().collect();
         let data = payload_rows(&refs);
         let payload = UsersPayload {
@@ -248,32 +304,6 @@ impl Destination for MetaDestination<'_> {
         }
     }
 
-    fn checkpoint(&self) -> Value {
-        json!({ "replace": self.replace })
-    }
-
-    fn needs_closing(&self) -> bool {
-        self.replace
-            .as_ref()
-            .is_some_and(|r| r.next_seq > 1 && !r.closed)
-    }
-
-    fn response(&self) -> Value {
-        let mut v = match &self.target {
-            Some(target) => self.upload_response(target),
-            None => json!({}),
-        };
-        if let Some(id) = &self.meta_audience_id {
-            v["meta_audience_id"] = json!(id);
-        }
-        if let Some(id) = &self.meta_seed_audience_id {
-            v["meta_seed_audience_id"] = json!(id);
-        }
-        v
-    }
-}
-
-impl MetaDestination<'_> {
     /// Closes the replace session an earlier sync left open (it failed or was abandoned after
     /// a batch): until the session ends Meta refuses every other update of the audience. Its
     /// last batch re-sends one row of a member marked synced (Meta holds it, or will once the
@@ -437,11 +467,34 @@ async fn ensure_built_by_meta(
     Ok(())
 }
 
+/// [`Error::PlatformAudienceGone`] when Meta no longer has `audience_id` (see
+/// [`MetaClient::audience_vanished`]); `None` when it has, or when that could not be told.
+async fn vanished(client: &MetaClient, account: Option<&str>, audience_id: &str) -> Option<Error> {
+    let account = client.resolve_ad_account(account).ok()?;
+    match client.audience_vanished(&account, audience_id).await {
+        Ok(true) => {
+            tracing::warn!(meta_audience_id = %audience_id, "the Meta audience no longer exists");
+            Some(Error::PlatformAudienceGone {
+                platform: Platform::Meta,
+                platform_audience_id: audience_id.to_string(),
+            })
+        }
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(meta_audience_id = %audience_id, error = %e,
+                "could not tell whether the Meta audience still exists");
+            None
+        }
+    }
+}
+
 /// Reads Meta's size and status of the audience and keeps them for `include=metrics`. A failure
-/// here does not fail the sync: the numbers are informational and refreshed next time.
-async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audience) {
+/// here does not fail the sync (the numbers are informational and refreshed next time), but
+/// for an audience Meta no longer has: a lookalike or pixel audience (which receives no
+/// members) is seen to be gone here alone.
+async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audience) -> Result<()> {
     let Some(meta_id) = audience.meta_audience_id.as_deref() else {
-        return;
+        return Ok(());
     };
     match client.get_audience(meta_id).await {
         Ok(info) => {
@@ -457,9 +510,16 @@ async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audience) 
             }
         }
         Err(e) => {
-            tracing::warn!(audience_id = %audience.id, error = %e, "could not read the audience from Meta")
+            tracing::warn!(audience_id = %audience.id, error = %e, "could not read the audience from Meta");
+            if e.is_missing_object() {
+                let account = audience.meta_business_account_id.as_deref();
+                if let Some(gone) = vanished(client, account, meta_id).await {
+                    return Err(gone);
+                }
+            }
         }
     }
+    Ok(())
 }
 
 /// Deletes the audience (and a lookalike's seed) in Meta. An audience Meta no longer has counts
@@ -471,7 +531,7 @@ pub async fn delete_audience(client: &MetaClient, audience: &Audience) -> Result
     {
         match client.delete_audience(id).await {
             Ok(()) => {}
-            Err(e) if e.code() == Some(100) && e.subcode() == Some(33) => {}
+            Err(e) if e.is_missing_object() => {}
             Err(e) if e.kind() == ErrorKind::DeleteBlockedByLookalikes => {
                 return Err(Error::Conflict(e.user_message()));
             }

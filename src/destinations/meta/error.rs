@@ -194,6 +194,12 @@ impl MetaError {
         }
     }
 
+    /// 100/33: the object "does not exist, cannot be loaded due to missing permissions, or does
+    /// not support this operation" (Meta says the same for each).
+    pub fn is_missing_object(&self) -> bool {
+        self.code() == Some(100) && self.subcode() == Some(33)
+    }
+
     /// Meta's error subcode, when present.
     pub fn subcode(&self) -> Option<i64> {
         match self {

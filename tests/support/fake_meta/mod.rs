@@ -356,6 +356,16 @@ impl FakeMeta {
         st.replaces.contains_key(audience_id)
     }
 
+    /// Delete an audience "outside" the service, as a user in Ads Manager would (no call
+    /// recorded, lookalikes ignored): it and its members are gone, and every later call naming
+    /// it gets what Graph answers for a missing object (100/33).
+    pub fn delete_outside(&self, audience_id: &str) {
+        let mut st = self.shared.lock();
+        st.audiences.retain(|a| a.id != audience_id);
+        st.members.remove(audience_id);
+        st.replaces.remove(audience_id);
+    }
+
     /// Create an audience directly (no call recorded); returns its id.
     pub fn seed_audience(&self, account_id: &str, name: &str) -> String {
         let mut st = self.shared.lock();
