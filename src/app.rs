@@ -9,7 +9,9 @@ use deadpool_postgres::Pool;
 use crate::config::{Config, SyncSettings};
 use crate::db::PoolOptions;
 use crate::destinations::google::GoogleClient;
+use crate::destinations::linkedin::LinkedinClient;
 use crate::destinations::meta::client::MetaClient;
+use crate::destinations::tiktok::TiktokClient;
 
 #[derive(Clone)]
 pub struct App {
@@ -18,6 +20,10 @@ pub struct App {
     pub meta: Option<Arc<MetaClient>>,
     /// `None` when Google is not configured (DESIGN §8.1).
     pub google: Option<Arc<GoogleClient>>,
+    /// `None` when LinkedIn is not configured.
+    pub linkedin: Option<Arc<LinkedinClient>>,
+    /// `None` when TikTok is not configured.
+    pub tiktok: Option<Arc<TiktokClient>>,
     pub sync: SyncSettings,
 }
 
@@ -45,10 +51,20 @@ impl App {
             Some(g) => Some(Arc::new(GoogleClient::new(g.clone())?)),
             None => None,
         };
+        let linkedin = match &config.linkedin {
+            Some(c) => Some(Arc::new(LinkedinClient::new(c.clone())?)),
+            None => None,
+        };
+        let tiktok = match &config.tiktok {
+            Some(c) => Some(Arc::new(TiktokClient::new(c.clone())?)),
+            None => None,
+        };
         Ok(App {
             pool,
             meta,
             google,
+            linkedin,
+            tiktok,
             sync: config.sync.clone(),
         })
     }

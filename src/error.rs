@@ -3,7 +3,9 @@
 
 use crate::db::DbError;
 use crate::destinations::google::GoogleError;
+use crate::destinations::linkedin::LinkedinError;
 use crate::destinations::meta::error::MetaError;
+use crate::destinations::tiktok::TiktokError;
 use crate::destinations::Platform;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,10 @@ pub enum Error {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Google(#[from] GoogleError),
+    #[error(transparent)]
+    Linkedin(#[from] LinkedinError),
+    #[error(transparent)]
+    Tiktok(#[from] TiktokError),
     /// The platform no longer has the audience (deleted in its ads UI, expired): the sync fails
     /// saying so, its platform id is cleared, and the next sync creates it anew and sends
     /// everyone (DESIGN §8.1). Every destination reports a vanished audience with this.

@@ -536,30 +536,51 @@ pub async fn delete(app: &App, id: Uuid, keep_on_platform: bool) -> Result<()> {
             "a sync of this audience is running; delete it when the sync has finished".into(),
         )
     })?;
-    let on_platform =
-        audience.meta_audience_id.is_some() || audience.meta_seed_audience_id.is_some();
-    let on_google = audience.destination == crate::destinations::Platform::Google
-        && audience.destination_audience_id.is_some();
-    if on_google && !keep_on_platform {
-        let client = app.google.as_deref().ok_or_else(|| {
-            Error::Conflict(
-                "the audience's user list exists in Google but Google is not configured here: \
-                 set its credentials to delete it there too, or pass keep_in_meta=true to delete only \
-                 this record"
-                    .into(),
-            )
-        })?;
-        crate::destinations::google::delete_user_list(client, &audience).await?;
-    } else if on_platform && !keep_on_platform {
-        let client = app.meta.as_deref().ok_or_else(|| {
-            Error::Conflict(
-                "the audience exists in Meta but Meta is not configured here: set META_ACCESS_TOKEN \
-                 to delete it there too, or pass keep_in_meta=true to delete only this record"
-                    .into(),
-            )
-        })?;
-        crate::destinations::meta::delete_audience(client, &audience).await?;
+    let on_platform = audience.destination_audience_id.is_some()
+        || audience.meta_audience_id.is_some()
+        || audience.meta_seed_audience_id.is_some();
+    if on_platform && !keep_on_platform {
+        delete_on_platform(app, &audience).await?;
     }
     store::delete(lock.client(), id).await?;
     lock.release().await
+}
+
+/// Deletes the audience (and a lookalike's seed) on its platform.
+async fn delete_on_platform(app: &App, audience: &Audience) -> Result<()> {
+    // `keep_in_meta=true` (the query parameter's name predates other platforms) keeps it there.
+    let not_configured = |platform: &str, variable: &str| {
+        Error::Conflict(format!(
+            "the audience exists in {platform} but {platform} is not configured here: set \
+             {variable} to delete it there too, or pass keep_in_meta=true to delete only this \
+             record"
+        ))
+    };
+    match audience.destination {
+        Platform::Google => {
+            let client = app.google.as_deref().ok_or_else(|| {
+                not_configured(
+                    "Google",
+                    "GOOGLE_ACCESS_TOKEN or GOOGLE_CREDENTIALS_SECRET_ARN",
+                )
+            })?;
+            crate::destinations::google::delete_user_list(client, audience).await
+        }
+        Platform::Linkedin => {
+            let client = app.linkedin.as_deref();
+            let client =
+                client.ok_or_else(|| not_configured("LinkedIn", "LINKEDIN_ACCESS_TOKEN"))?;
+            crate::destinations::linkedin::delete_audience(client, audience).await
+        }
+        Platform::Tiktok => {
+            let client = app.tiktok.as_deref();
+            let client = client.ok_or_else(|| not_configured("TikTok", "TIKTOK_ACCESS_TOKEN"))?;
+            crate::destinations::tiktok::delete_audience(client, audience).await
+        }
+        Platform::Meta => {
+            let client = app.meta.as_deref();
+            let client = client.ok_or_else(|| not_configured("Meta", "META_ACCESS_TOKEN"))?;
+            crate::destinations::meta::delete_audience(client, audience).await
+        }
+    }
 }

@@ -5,10 +5,13 @@
 
 pub mod deadline;
 pub mod google;
+pub mod linkedin;
 pub mod meta;
 pub mod retry;
 pub mod settings;
+pub mod tiktok;
 pub mod token;
+pub mod transport;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -180,6 +183,10 @@ pub trait Destination {
     /// member sent again).
     fn replaces(&self) -> bool {
         true
+    }
+    /// The failure reason of a member whose identifiers the platform refused in a batch.
+    fn rejected_reason(&self) -> &'static str {
+        "the platform rejected this member's identifiers as invalid"
     }
     /// Makes sure the platform audience members go to exists: on the first sync it is created
     /// and its id recorded (and what the database believed sent is forgotten: a new audience

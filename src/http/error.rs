@@ -94,6 +94,24 @@ impl IntoResponse for ApiError {
                     None,
                 )
             }
+            Error::Linkedin(e) => {
+                tracing::warn!(error = %e, "LinkedIn refused");
+                error_body(
+                    StatusCode::BAD_GATEWAY,
+                    "linkedin_error",
+                    &e.user_message(),
+                    None,
+                )
+            }
+            Error::Tiktok(e) => {
+                tracing::warn!(error = %e, "TikTok refused");
+                error_body(
+                    StatusCode::BAD_GATEWAY,
+                    "tiktok_error",
+                    &e.user_message(),
+                    None,
+                )
+            }
             e @ Error::PlatformAudienceGone { .. } => error_body(
                 StatusCode::BAD_GATEWAY,
                 "platform_audience_gone",

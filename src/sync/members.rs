@@ -321,10 +321,7 @@ async fn add_batch<D: Destination>(
     let mut rejected = Rows::default();
     for (i, p) in batch.iter().enumerate() {
         if accepted.invalid.contains(&i) {
-            rejected.push(
-                p.who,
-                "Meta rejected this member's identifiers as invalid".into(),
-            );
+            rejected.push(p.who, dest.rejected_reason().into());
         } else {
             synced.push(p.who, p.bytes.as_slice());
         }

@@ -20,8 +20,10 @@ use super::{log, member_store as store, AudienceLock};
 use crate::app::App;
 use crate::audience::store as audiences;
 use crate::destinations::google::{GoogleDestination, GoogleRow};
+use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
+use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
 use crate::destinations::{deadline, DatabaseOnly, Destination, Platform, Removal};
 use crate::error::{Error, Result};
 
@@ -125,6 +127,7 @@ async fn locked(
         // members (no platform audience yet) holds none of them: the database side alone.
         // Its calls, retries included, end in time for the pass (as a sync's do).
         let audience = audiences::get(db, audience_id).await?;
+        let (linkedin, tiktok) = (app.linkedin.as_deref(), app.tiktok.as_deref());
         deadline::within(Some(until), async {
             match audience.destination {
                 Platform::Meta => {
@@ -157,10 +160,27 @@ async fn locked(
                         }
                     }
                 }
-                // A platform whose destination is not built yet: the database side alone.
-                platform => {
-                    let mut dest = DatabaseOnly::<HashedRow>::new(platform.as_str());
-                    remove_all(db, audience_id, &mut dest, first, until).await
+                Platform::Linkedin => {
+                    match linkedin.and_then(|c| LinkedinDestination::existing(c, &audience)) {
+                        Some(mut dest) => {
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                        None => {
+                            let mut dest = DatabaseOnly::<LinkedinRow>::new("linkedin");
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                    }
+                }
+                Platform::Tiktok => {
+                    match tiktok.and_then(|c| TiktokDestination::existing(c, &audience)) {
+                        Some(mut dest) => {
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                        None => {
+                            let mut dest = DatabaseOnly::<TiktokRow>::new("tiktok");
+                            remove_all(db, audience_id, &mut dest, first, until).await
+                        }
+                    }
                 }
             }
         })

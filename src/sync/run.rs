@@ -11,8 +11,10 @@ use super::{log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, S
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
 use crate::destinations::google::{GoogleDestination, GoogleRow};
+use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
+use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
 use crate::destinations::{deadline, DatabaseOnly, Destination, Opening, Platform};
 use crate::error::{Error, Result};
 
@@ -96,13 +98,6 @@ pub(super) async fn locked(
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
     let (result, response) = deadline::within(deadline, async {
         match run.audience.destination {
-            Platform::Meta => match app.meta.as_deref() {
-                Some(client) => {
-                    let dest = MetaDestination::new(client, &run.audience);
-                    drive(&mut run, dest).await
-                }
-                None => drive(&mut run, DatabaseOnly::<HashedRow>::new("meta")).await,
-            },
             Platform::Google => match app.google.as_deref() {
                 Some(client) => {
                     let dest = GoogleDestination::new(client, &run.audience);
@@ -110,8 +105,27 @@ pub(super) async fn locked(
                 }
                 None => drive(&mut run, DatabaseOnly::<GoogleRow>::new("google")).await,
             },
-            // A platform whose destination is not built yet: the database side alone.
-            platform => drive(&mut run, DatabaseOnly::<HashedRow>::new(platform.as_str())).await,
+            Platform::Linkedin => match app.linkedin.as_deref() {
+                Some(client) => {
+                    let dest = LinkedinDestination::new(client, &run.audience);
+                    drive(&mut run, dest).await
+                }
+                None => drive(&mut run, DatabaseOnly::<LinkedinRow>::new("linkedin")).await,
+            },
+            Platform::Tiktok => match app.tiktok.as_deref() {
+                Some(client) => {
+                    let dest = TiktokDestination::new(client, &run.audience);
+                    drive(&mut run, dest).await
+                }
+                None => drive(&mut run, DatabaseOnly::<TiktokRow>::new("tiktok")).await,
+            },
+            Platform::Meta => match app.meta.as_deref() {
+                Some(client) => {
+                    let dest = MetaDestination::new(client, &run.audience);
+                    drive(&mut run, dest).await
+                }
+                None => drive(&mut run, DatabaseOnly::<HashedRow>::new("meta")).await,
+            },
         }
     })
     .await;
@@ -464,6 +478,8 @@ pub(super) fn failure_message(e: &Error) -> String {
         }
         Error::Meta(m) => m.user_message(),
         Error::Google(g) => g.user_message(),
+        Error::Linkedin(e) => e.user_message(),
+        Error::Tiktok(e) => e.user_message(),
         e @ Error::PlatformAudienceGone { .. } => e.to_string(),
         Error::Db(_) => {
             "the database failed during the sync; the next sync carries on from what was accepted"

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod fake_google;
+pub mod fake_linkedin;
 pub mod fake_meta;
+pub mod fake_tiktok;
 pub mod lambda;
 pub mod tls;
 

@@ -144,6 +144,10 @@ impl Destination for MetaDestination<'_> {
         true
     }
 
+    fn rejected_reason(&self) -> &'static str {
+        "Meta rejected this member's identifiers as invalid"
+    }
+
     async fn open(
         &mut self,
         db: &Client,
