@@ -304,7 +304,9 @@ pub async fn clear_platform_id(
              meta_audience_id = CASE WHEN meta_audience_id = $2 OR meta_seed_audience_id = $2 \
                                      THEN NULL ELSE meta_audience_id END, \
              meta_seed_audience_id = NULLIF(meta_seed_audience_id, $2), \
-             destination_audience_id = NULLIF(destination_audience_id, $2), \
+             destination_audience_id = CASE WHEN destination_audience_id = $2 \
+                                                 OR meta_seed_audience_id = $2 \
+                                            THEN NULL ELSE destination_audience_id END, \
              meta_metrics = NULL, updated_at = now() \
          WHERE id = $1",
         &[&audience_id, &gone],

@@ -383,6 +383,53 @@ async fn a_lookalike_is_built_from_its_seed_with_the_size_and_country_asked() {
 }
 
 #[tokio::test]
+async fn a_lookalike_whose_seed_was_deleted_outside_is_rebuilt_from_a_new_seed() {
+    let (fake, t) = setup().await;
+    let seg = t.segment("S").await;
+    t.people_in_segment(seg, "reseed", 110).await;
+    let id = audience(
+        &t,
+        json!({"name": "TikTok Reseeded", "segment_id": seg, "audience_type": "lookalike",
+               "lookalike_country": "us", "lookalike_percentage": 2}),
+    )
+    .await;
+    t.sync(&id, "full").await;
+    let (lookalike, seed) = platform_ids(&t, &id).await;
+    let (lookalike, seed) = (lookalike.unwrap(), seed.unwrap());
+    fake.delete_outside(&seed);
+
+    let r = t.sync(&id, "incremental").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    let (_, message, _) = log_of(&t, &r).await;
+    assert!(
+        message
+            .unwrap()
+            .contains(&format!("tiktok audience {seed} no longer exists")),
+        "the sync says the seed is gone"
+    );
+    // A lookalike of a seed that no longer exists is built again with the new seed.
+    assert_eq!(platform_ids(&t, &id).await, (None, None));
+
+    let r = t.sync(&id, "incremental").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let (new_lookalike, new_seed) = platform_ids(&t, &id).await;
+    let (new_lookalike, new_seed) = (new_lookalike.unwrap(), new_seed.unwrap());
+    assert_ne!(new_seed, seed);
+    assert_ne!(new_lookalike, lookalike);
+    assert_eq!(
+        fake.ids(&new_seed, "EMAIL_SHA256"),
+        emails("reseed", 1..=110)
+    );
+    let spec = fake
+        .audience(&new_lookalike)
+        .unwrap()
+        .lookalike_spec
+        .unwrap();
+    assert_eq!(spec["source_audience_id"], new_seed.as_str());
+    assert_eq!(spec["audience_size"], "NARROW");
+}
+
+#[tokio::test]
 async fn without_tiktok_configured_the_sync_is_the_database_side_and_says_so() {
     let t = spawn_app_configured(|_| {}).await;
     let seg = t.segment("S").await;
