@@ -75,6 +75,14 @@ pub struct Audience {
     pub destination: Platform,
     pub destination_account_id: Option<String>,
     pub destination_audience_id: Option<String>,
+    /// Removal guardrails (DESIGN §8.4): a sync removing more than this share of what the
+    /// platform holds (None: no limit), or leaving fewer than `min_members`, is blocked.
+    pub max_removal_percent: Option<i32>,
+    pub min_members: i32,
+    /// A numeric trait whose value each row carries (value-based Meta customer list).
+    pub value_attribute: Option<String>,
+    /// The share of eligible members held out, never sent (0–50).
+    pub holdout_percent: i32,
 }
 
 impl Audience {
@@ -96,6 +104,10 @@ impl Audience {
             meta_audience_id: self.meta_audience_id.clone(),
             destination: self.destination,
             destination_account_id: self.destination_account_id.clone(),
+            max_removal_percent: self.max_removal_percent,
+            min_members: self.min_members,
+            value_attribute: self.value_attribute.clone(),
+            holdout_percent: self.holdout_percent,
         }
     }
 }
@@ -120,6 +132,10 @@ pub struct AudienceSpec {
     pub destination: Platform,
     /// The account on the platform; on Meta the same as `meta_business_account_id`.
     pub destination_account_id: Option<String>,
+    pub max_removal_percent: Option<i32>,
+    pub min_members: i32,
+    pub value_attribute: Option<String>,
+    pub holdout_percent: i32,
 }
 
 /// `POST /api/audiences`.
@@ -140,7 +156,16 @@ pub struct NewAudience {
     pub meta_business_account_id: Option<String>,
     pub destination: Option<Platform>,
     pub destination_account_id: Option<String>,
+    /// Absent: the default (50); `null`: no limit.
+    #[serde(default, deserialize_with = "input::present")]
+    pub max_removal_percent: Option<Option<i32>>,
+    pub min_members: Option<i32>,
+    pub value_attribute: Option<String>,
+    pub holdout_percent: Option<i32>,
 }
+
+/// `max_removal_percent` when an audience is created without it.
+pub const DEFAULT_MAX_REMOVAL_PERCENT: i32 = 50;
 
 impl NewAudience {
     fn into_spec(self) -> Result<AudienceSpec> {
@@ -162,6 +187,12 @@ impl NewAudience {
             meta_audience_id: None,
             destination: self.destination.unwrap_or(Platform::Meta),
             destination_account_id: self.destination_account_id,
+            max_removal_percent: self
+                .max_removal_percent
+                .unwrap_or(Some(DEFAULT_MAX_REMOVAL_PERCENT)),
+            min_members: self.min_members.unwrap_or(0),
+            value_attribute: self.value_attribute,
+            holdout_percent: self.holdout_percent.unwrap_or(0),
         })
     }
 }
@@ -200,6 +231,14 @@ pub struct AudiencePatch {
     /// Fixed at create: only the current value is accepted.
     #[serde(default, deserialize_with = "input::present")]
     pub destination_account_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "input::present")]
+    pub max_removal_percent: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "input::present")]
+    pub min_members: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "input::present")]
+    pub value_attribute: Option<Option<String>>,
+    #[serde(default, deserialize_with = "input::present")]
+    pub holdout_percent: Option<Option<i32>>,
 }
 
 impl AudiencePatch {
@@ -221,6 +260,18 @@ impl AudiencePatch {
         }
         if let Some(v) = self.is_active {
             s.is_active = input::required("is_active", v)?;
+        }
+        if let Some(v) = self.min_members {
+            s.min_members = input::required("min_members", v)?;
+        }
+        if let Some(v) = self.holdout_percent {
+            s.holdout_percent = input::required("holdout_percent", v)?;
+        }
+        if let Some(v) = self.max_removal_percent {
+            s.max_removal_percent = v;
+        }
+        if let Some(v) = self.value_attribute {
+            s.value_attribute = v;
         }
         if let Some(v) = self.description {
             s.description = v;
@@ -309,10 +360,67 @@ impl AudienceSpec {
             }
             self.lookalike_country = Some(c.to_ascii_uppercase());
         }
+        self.validate_safety()?;
         self.validate_account()?;
         self.meta_audience_id = digits_id("meta_audience_id", self.meta_audience_id.take())?;
         self.validate_platform_types()?;
         self.validate_type_fields()
+    }
+
+    /// Guardrails, holdout and value attribute (DESIGN §8.4).
+    fn validate_safety(&mut self) -> Result<()> {
+        if let Some(p) = self.max_removal_percent {
+            if !(1..=100).contains(&p) {
+                return Err(Error::invalid(
+                    "max_removal_percent",
+                    "max_removal_percent must be between 1 and 100, or null for no limit",
+                ));
+            }
+        }
+        if self.min_members < 0 {
+            return Err(Error::invalid(
+                "min_members",
+                "min_members must be 0 or more",
+            ));
+        }
+        if !(0..=50).contains(&self.holdout_percent) {
+            return Err(Error::invalid(
+                "holdout_percent",
+                "holdout_percent must be between 0 and 50",
+            ));
+        }
+        let Some(attribute) = self.value_attribute.take() else {
+            return Ok(());
+        };
+        let attribute = attribute.trim().to_string();
+        if attribute.is_empty()
+            || attribute.chars().count() > crate::segment::rule::MAX_ATTRIBUTE_CHARS
+        {
+            return Err(Error::invalid(
+                "value_attribute",
+                format!(
+                    "value_attribute must be the name of a numeric trait, 1 to {} characters",
+                    crate::segment::rule::MAX_ATTRIBUTE_CHARS
+                ),
+            ));
+        }
+        if self.destination != Platform::Meta {
+            return Err(Error::invalid(
+                "value_attribute",
+                format!(
+                    "value_attribute applies only to Meta audiences (value-based customer lists), not {}",
+                    self.destination
+                ),
+            ));
+        }
+        if self.audience_type == AudienceType::Engagement {
+            return Err(Error::invalid(
+                "value_attribute",
+                "value_attribute applies only to custom_list and lookalike audiences",
+            ));
+        }
+        self.value_attribute = Some(attribute);
+        Ok(())
     }
 
     /// The platform's account id in its one spelling. On Meta, `destination_account_id` and

@@ -19,7 +19,8 @@ const COLUMNS: &str = "id, name, description, meta_audience_id, meta_business_ac
     segment_id, audience_type, lookalike_country, lookalike_percentage, rule, auto_sync, \
     sync_interval_hours, last_synced_at, is_active, status, total_synced, sync_error_message, \
     meta_seed_audience_id, created_at, updated_at, meta_metrics, realtime, destination, \
-    destination_account_id, destination_audience_id";
+    destination_account_id, destination_audience_id, max_removal_percent, min_members, \
+    value_attribute, holdout_percent";
 
 impl Audience {
     fn from_row(row: &Row) -> Self {
@@ -58,6 +59,10 @@ impl Audience {
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
             meta_metrics: row.get("meta_metrics"),
+            max_removal_percent: row.get("max_removal_percent"),
+            min_members: row.get("min_members"),
+            value_attribute: row.get("value_attribute"),
+            holdout_percent: row.get("holdout_percent"),
             destination,
             destination_account_id,
             destination_audience_id,
@@ -152,7 +157,7 @@ async fn one(db: &impl GenericClient, id: Uuid, lock: &str) -> Result<Audience> 
 }
 
 /// The settable columns, in the order of `spec_params`.
-const SPEC_COLUMNS: [&str; 15] = [
+const SPEC_COLUMNS: [&str; 19] = [
     "name",
     "description",
     "audience_type",
@@ -168,6 +173,10 @@ const SPEC_COLUMNS: [&str; 15] = [
     "meta_audience_id",
     "destination",
     "destination_account_id",
+    "max_removal_percent",
+    "min_members",
+    "value_attribute",
+    "holdout_percent",
 ];
 
 /// What `destination_account_id` holds: Meta's account stays in `meta_business_account_id`
@@ -182,7 +191,7 @@ fn account_column(s: &AudienceSpec) -> Option<String> {
 fn spec_params<'a>(
     s: &'a AudienceSpec,
     account: &'a Option<String>,
-) -> [&'a (dyn ToSql + Sync); 15] {
+) -> [&'a (dyn ToSql + Sync); 19] {
     [
         &s.name,
         &s.description,
@@ -199,6 +208,10 @@ fn spec_params<'a>(
         &s.meta_audience_id,
         &s.destination,
         account,
+        &s.max_removal_percent,
+        &s.min_members,
+        &s.value_attribute,
+        &s.holdout_percent,
     ]
 }
 

@@ -532,3 +532,58 @@ async fn a_bad_limit_or_cursor_is_a_400_naming_it() {
         }
     }
 }
+
+#[tokio::test]
+async fn guardrail_holdout_and_value_settings_default_change_and_are_checked() {
+    let t = spawn_app().await;
+    let a = t.create_audience(json!({"name": "Safe"})).await;
+    assert_eq!(a["max_removal_percent"], 50);
+    assert_eq!(a["min_members"], 0);
+    assert_eq!(a["holdout_percent"], 0);
+    assert!(a["value_attribute"].is_null());
+    let path = format!("/api/audiences/{}", a["id"].as_str().unwrap());
+
+    let (s, b) = t
+        .put(
+            &path,
+            &json!({"max_removal_percent": null, "min_members": 1000,
+                    "holdout_percent": 10, "value_attribute": " lifetime_value "}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["max_removal_percent"].is_null(),
+        "null turns the limit off"
+    );
+    assert_eq!(b["min_members"], 1000);
+    assert_eq!(b["holdout_percent"], 10);
+    assert_eq!(b["value_attribute"], "lifetime_value");
+
+    for (body, field) in [
+        (json!({"max_removal_percent": 0}), "max_removal_percent"),
+        (json!({"max_removal_percent": 101}), "max_removal_percent"),
+        (json!({"min_members": -1}), "min_members"),
+        (json!({"min_members": null}), "min_members"),
+        (json!({"holdout_percent": 51}), "holdout_percent"),
+        (json!({"holdout_percent": null}), "holdout_percent"),
+        (json!({"value_attribute": " "}), "value_attribute"),
+    ] {
+        let (status, err) = t.put(&path, &body).await;
+        assert_error(status, &err, StatusCode::BAD_REQUEST, Some(field));
+    }
+    let (s, err) = t
+        .post(
+            "/api/audiences",
+            &json!({"name": "G", "destination": "google", "value_attribute": "ltv"}),
+        )
+        .await;
+    assert_error(s, &err, StatusCode::BAD_REQUEST, Some("value_attribute"));
+    let (s, b) = t
+        .post(
+            "/api/audiences",
+            &json!({"name": "Off", "max_removal_percent": null}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(b["max_removal_percent"].is_null());
+}
