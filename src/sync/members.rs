@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use super::member_store::{self as store, Listing, Page, PageReader, Rows, Who};
+use super::member_store::{self as store, Joiners, Listing, Page, PageReader, Rows, Who};
 use super::Progress;
 use crate::destinations::{Destination, Removal, Row};
 use crate::error::Result;
@@ -72,6 +72,10 @@ pub struct PassRun {
     pub deadline: Option<std::time::Instant>,
     /// The sync log row the checkpoint is written to.
     pub log_id: Uuid,
+    /// Where the joiners are: listed by the diff, or every eligible person (a first sync).
+    pub joiners: Joiners,
+    /// Read a first sync's people in one stream (`reader` is a connection of its own).
+    pub stream: bool,
 }
 
 /// How a pass ended.
@@ -90,6 +94,9 @@ pub struct Checkpoint {
     pub counters: Counters,
     /// The destination's own state (Meta: the replace session and its next batch).
     pub destination: Value,
+    /// A first sync: its joiners are the eligible people without a member row (no list).
+    #[serde(default)]
+    pub eligible: bool,
 }
 
 impl Pass {
@@ -115,6 +122,7 @@ async fn save_checkpoint<D: Destination>(
         cursor,
         counters: c.clone(),
         destination: dest.checkpoint(),
+        eligible: run.joiners == Joiners::Eligible,
     };
     super::log::save_checkpoint(
         db,
@@ -134,6 +142,28 @@ pub async fn push<D: Destination>(
     db: &Client,
     reader: &Client,
     audience_id: Uuid,
+    run: PassRun,
+    dest: &mut D,
+    progress: &dyn Progress,
+) -> Result<(Counters, PassEnd)> {
+    let pages = match run.joiners {
+        Joiners::Listed(list_id) => {
+            PageReader::listed(reader, audience_id, list_id, run.pass == Pass::Add).await?
+        }
+        Joiners::Eligible if run.stream => PageReader::stream(reader, audience_id).await?,
+        Joiners::Eligible => PageReader::unwritten(reader, audience_id).await?,
+    };
+    let pushed = push_pages(db, &pages, audience_id, run, dest, progress).await;
+    let closed = pages.close().await;
+    let pushed = pushed?;
+    closed?;
+    Ok(pushed)
+}
+
+async fn push_pages<D: Destination>(
+    db: &Client,
+    pages: &PageReader<'_>,
+    audience_id: Uuid,
     mut run: PassRun,
     dest: &mut D,
     progress: &dyn Progress,
@@ -141,13 +171,14 @@ pub async fn push<D: Destination>(
     let pass = run.pass;
     let mut c = std::mem::take(&mut run.counters);
     let mut hasher = <D::Row as Row>::Hasher::default();
-    // The diff listed this sync's joiners under its log row id.
-    let list_id = run.log_id;
-    let mut outbox = Outbox::new(audience_id, list_id);
-    let pages = PageReader::new(reader, audience_id, list_id, pass == Pass::Add).await?;
+    let mut outbox = Outbox::new(audience_id, run.joiners);
     let fetch = |after: Uuid| pages.read(after);
-    // Everything up to here has been handled.
-    let mut cursor = run.from;
+    // Everything up to here has been handled. (A first sync resumed reads whoever is still
+    // without a member row, from the start.)
+    let mut cursor = match run.joiners {
+        Joiners::Listed(_) => run.from,
+        Joiners::Eligible => Uuid::nil(),
+    };
     let mut page = fetch(cursor).await?;
     while let Some(end) = page.end() {
         if run.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
@@ -171,7 +202,10 @@ pub async fn push<D: Destination>(
     if dest.needs_closing() {
         close_session(db, audience_id, dest).await?;
     }
-    store::clear_list(db, list_id, c.examined >= LONG_LIST).await?;
+    match run.joiners {
+        Joiners::Listed(list_id) => store::clear_list(db, list_id, c.examined >= LONG_LIST).await?,
+        Joiners::Eligible => store::first_done(db, audience_id).await?,
+    }
     Ok((c, PassEnd::Done))
 }
 
@@ -262,11 +296,11 @@ struct Outbox<R> {
 }
 
 impl<R: Row> Outbox<R> {
-    fn new(audience_id: Uuid, list_id: Uuid) -> Self {
+    fn new(audience_id: Uuid, joiners: Joiners) -> Self {
         Outbox {
             list: Listing {
                 audience_id,
-                list_id,
+                joiners,
             },
             adds: Vec::new(),
             removals: Vec::new(),

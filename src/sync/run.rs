@@ -71,11 +71,17 @@ pub(super) async fn locked(
     let changes_only = checkpoint
         .as_ref()
         .is_some_and(|cp| cp.pass == Pass::Add.as_str());
+    let joiners = match &checkpoint {
+        Some(cp) if cp.eligible => member_store::Joiners::Eligible,
+        _ => member_store::Joiners::Listed(log_id),
+    };
     let spare = spare_connection(&app.pool).await;
     let platform_before = platform_ids(&audience);
     let mut run = Run {
         db,
         reader: spare.as_ref().map_or(db, |c| &***c),
+        own_reader: spare.is_some(),
+        joiners,
         audience,
         sync_type,
         log_id,
@@ -204,6 +210,10 @@ struct Run<'a> {
     db: &'a Client,
     /// Where pages of members are read (a second connection when the pool has one to spare).
     reader: &'a Client,
+    /// `reader` is a connection of its own.
+    own_reader: bool,
+    /// Where the pass finds its joiners (listed by the diff, or a first sync's eligible people).
+    joiners: member_store::Joiners,
     audience: Audience,
     sync_type: SyncType,
     log_id: uuid::Uuid,
@@ -258,12 +268,19 @@ impl Run<'_> {
         };
         crate::segment::refresh(self.db, segment_id).await?;
         self.counters.erased = member_store::erased(self.db, self.audience.id).await?;
-        let diff =
-            member_store::reconcile(self.db, self.audience.id, self.log_id, self.sync_type).await?;
+        // A first sync streams its people from the segment (on a connection of its own).
+        let diff = if self.own_reader
+            && member_store::begin_first(self.db, self.audience.id).await?
+        {
+            self.joiners = member_store::Joiners::Eligible;
+            member_store::Diff::Full
+        } else {
+            member_store::reconcile(self.db, self.audience.id, self.log_id, self.sync_type).await?
+        };
         self.changes_only = matches!(diff, member_store::Diff::Changes { .. });
         self.diff = Some(diff);
         if self.audience.audience_type == AudienceType::Lookalike {
-            let eligible = member_store::staying(self.db, self.audience.id, self.log_id).await?;
+            let eligible = member_store::staying(self.db, self.audience.id, self.joiners).await?;
             if eligible < LOOKALIKE_MIN_SEED {
                 return Err(Error::invalid(
                     "segment_id",
@@ -288,7 +305,7 @@ impl Run<'_> {
             }
             let replace_total = match (&resume, self.pass(), dest.wants_total()) {
                 (None, Pass::Replace, true) => Some(
-                    member_store::to_examine(self.db, self.audience.id, self.log_id, true).await?,
+                    member_store::to_examine(self.db, self.audience.id, self.joiners, true).await?,
                 ),
                 _ => None,
             };
@@ -316,6 +333,7 @@ impl Run<'_> {
 
     async fn push<D: Destination>(&mut self, dest: &mut D) -> Result<()> {
         let (db, id, pass) = (self.db, self.audience.id, self.pass());
+        let fresh = self.checkpoint.is_none();
         let (from, counters) = match self.checkpoint.take() {
             Some(cp) => (cp.cursor, cp.counters),
             None => {
@@ -333,7 +351,7 @@ impl Run<'_> {
         // Counting scans the audience: only for someone watching a progress bar.
         if self.progress.shows_total() {
             let all = pass != Pass::Add;
-            let total = member_store::to_examine(db, id, self.log_id, all).await?;
+            let total = member_store::to_examine(db, id, self.joiners, all).await?;
             self.progress.begin("members", total);
         }
         let run = members::PassRun {
@@ -342,6 +360,8 @@ impl Run<'_> {
             counters,
             deadline: self.deadline,
             log_id: self.log_id,
+            joiners: self.joiners,
+            stream: fresh && self.own_reader,
         };
         let (mut c, end) = members::push(db, self.reader, id, run, dest, self.progress).await?;
         self.end = end;

@@ -415,10 +415,13 @@ async fn a_purge_waits_for_a_paused_replace_session_and_loses_nothing() {
         &[&id],
     )
     .await;
+    // (A first sync lists no joiners: its people are those without a member row.)
     let waiting: Vec<Uuid> = support::column(
         &t.db,
-        "SELECT person_id FROM audience_member_joiner WHERE audience_id = $1 LIMIT 1",
-        &[&id],
+        "SELECT sm.person_id FROM segment_member sm WHERE sm.segment_id = $2 \
+           AND NOT EXISTS (SELECT 1 FROM audience_member_sync m \
+                           WHERE m.audience_id = $1 AND m.person_id = sm.person_id) LIMIT 1",
+        &[&id, &seg],
     )
     .await;
     let emails: Vec<String> = support::column(

@@ -295,13 +295,18 @@ async fn a_sync_out_of_time_pauses_and_the_next_pass_resumes_its_replace_session
         0,
         "a replace shows only once complete"
     );
-    // Joiners get their member row once, when accepted: the rest wait on the joiner list.
+    // A first sync writes each member's row once, when accepted: the rest are the segment's
+    // people still without one (a first sync lists no joiners).
     let counts = |sql: &'static str| {
         let db = &t.db;
         async move { support::count(db, sql, &[&id]).await }
     };
-    let waiting =
-        counts("SELECT count(*) FROM audience_member_joiner WHERE audience_id = $1").await;
+    let waiting = counts(
+        "SELECT count(*) FROM segment_member sm JOIN custom_audience a ON a.segment_id = sm.segment_id \
+         WHERE a.id = $1 AND NOT EXISTS (SELECT 1 FROM audience_member_sync m \
+                                         WHERE m.audience_id = a.id AND m.person_id = sm.person_id)",
+    )
+    .await;
     let written = counts("SELECT count(*) FROM audience_member_sync WHERE audience_id = $1").await;
     assert!(waiting > 0, "a paused first sync has joiners left");
     assert_eq!(waiting + written, 25_000, "each member in one place");
