@@ -603,3 +603,112 @@ async fn the_cli_dry_runs_and_forces() {
     .await;
     assert_eq!(left, 0);
 }
+
+/// Calls as (method, path, rows), GETs and the token endpoint left out (a dry run lists only
+/// what changes the platform).
+type Calls = Vec<(String, String, u64)>;
+
+/// On `destination`: a first full sync, then 3 of 8 leave and 6 join; a dry run of a full
+/// sync calls nothing and lists exactly the calls the real one then makes. `calls` reads what
+/// the platform's fake received since `clear` last emptied it.
+async fn plan_matches(
+    t: &TestApp,
+    destination: &str,
+    calls: impl Fn() -> Calls,
+    clear: impl Fn(),
+) -> Calls {
+    let seg = t.segment(destination).await;
+    let people = t.people_in_segment(seg, destination, 8).await;
+    let id = audience(t, seg, json!({"destination": destination})).await;
+    let first = post_sync(
+        t,
+        json!({"audience_id": id, "sync_type": "full", "dry_run": true}),
+    )
+    .await;
+    assert!(calls().is_empty(), "{:?}", calls());
+    let create = planned(&first)[0].clone();
+    assert_eq!(t.sync(&id, "full").await["status"], "completed");
+    assert_eq!(calls()[0], create, "the create call as planned");
+
+    leave(t, seg, &people[..3]).await;
+    t.people_in_segment(seg, "joiner", 6).await;
+    clear();
+    let dry = post_sync(
+        t,
+        json!({"audience_id": id, "sync_type": "full", "dry_run": true}),
+    )
+    .await;
+    assert!(calls().is_empty(), "{:?}", calls());
+    assert_eq!(
+        (&dry["joiners"], &dry["leavers"]),
+        (&json!(6), &json!(3)),
+        "{dry}"
+    );
+    let r = t.sync(&id, "full").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(calls(), planned(&dry), "{dry}");
+    planned(&dry)
+}
+
+/// `/v1/x` → `/x`.
+fn unversioned(path: &str) -> String {
+    let trimmed = path.trim_start_matches('/');
+    trimmed
+        .find('/')
+        .map_or(String::new(), |i| trimmed[i..].to_string())
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_the_calls_google_linkedin_and_tiktok_then_receive() {
+    use crate::support::{fake_google::FakeGoogle, fake_linkedin::FakeLinkedin};
+    use crate::support::{fake_tiktok::FakeTiktok, spawn_app_configured};
+
+    let google = FakeGoogle::start().await;
+    let linkedin = FakeLinkedin::start().await;
+    let tiktok = FakeTiktok::start().await;
+    let (g, l, k) = (google.google_config(), linkedin.config(), tiktok.config());
+    let t = spawn_app_configured(|c| {
+        c.db_pool_size = 8;
+        c.google = Some(g);
+        c.linkedin = Some(l);
+        c.tiktok = Some(k);
+    })
+    .await;
+
+    let calls = || {
+        let c = google.calls();
+        c.iter()
+            .filter(|c| c.method != "GET" && c.path != "/token")
+            .map(|c| (c.method.clone(), unversioned(&c.path), c.members as u64))
+            .collect()
+    };
+    let plan = plan_matches(&t, "google", calls, || google.clear_calls()).await;
+    let kinds: Vec<&str> = plan.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["/audienceMembers:remove", "/audienceMembers:ingest"]
+    );
+
+    let calls = || {
+        let c = linkedin.calls();
+        c.iter()
+            .filter(|c| c.method != "GET")
+            .map(|c| (c.method.clone(), c.path.clone(), c.elements as u64))
+            .collect()
+    };
+    let plan = plan_matches(&t, "linkedin", calls, || linkedin.clear_calls()).await;
+    assert_eq!(plan.iter().map(|c| c.2).collect::<Vec<_>>(), [3, 11]);
+
+    let calls = || {
+        let c = tiktok.calls();
+        c.iter()
+            .filter(|c| c.method != "GET")
+            .map(|c| (c.method.clone(), c.path.clone(), c.users as u64))
+            .collect()
+    };
+    let plan = plan_matches(&t, "tiktok", calls, || tiktok.clear_calls()).await;
+    assert_eq!(
+        plan.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+        ["/segment/mapping/"; 2]
+    );
+}
