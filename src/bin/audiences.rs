@@ -13,7 +13,7 @@ use uuid::Uuid;
 use audience_sync::config::{redact_url, Config};
 use audience_sync::db::local::LocalPostgres;
 use audience_sync::sync::scheduler::{self, TickOptions};
-use audience_sync::sync::{self, Progress, SyncType};
+use audience_sync::sync::{self, Progress, SyncOptions, SyncType};
 use audience_sync::{db, server, telemetry, App};
 
 #[derive(Parser)]
@@ -53,6 +53,12 @@ enum Command {
         audience_id: Uuid,
         #[arg(long = "type", value_enum, default_value_t = CliSyncType::Incremental)]
         sync_type: CliSyncType,
+        /// Print what the sync would do (the API's dry-run answer); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Sync past the removal guardrails (max_removal_percent, min_members), this once.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -122,7 +128,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync {
             audience_id,
             sync_type,
-        } => sync_one(&config, audience_id, sync_type.into()).await,
+            dry_run,
+            force,
+        } => {
+            let options = SyncOptions {
+                sync_type: Some(sync_type.into()),
+                force,
+            };
+            sync_one(&config, audience_id, options, dry_run).await
+        }
     };
     drop(local);
     println!("{}", result?);
@@ -170,11 +184,17 @@ async fn tick(config: &Config, budget_seconds: u64) -> anyhow::Result<serde_json
 async fn sync_one(
     config: &Config,
     id: Uuid,
-    sync_type: SyncType,
+    options: SyncOptions,
+    dry_run: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let app = App::build(config).await?;
+    if dry_run {
+        return Ok(serde_json::to_value(
+            sync::dry_run(&app, id, options).await?,
+        )?);
+    }
     let bar = BarProgress::new();
-    let result = sync::run(&app, id, Some(sync_type), &bar, None).await?;
+    let result = sync::run_with(&app, id, options, &bar, None).await?;
     bar.0.finish_and_clear();
     Ok(serde_json::to_value(result)?)
 }

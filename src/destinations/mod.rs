@@ -170,6 +170,52 @@ pub struct Opening<'a> {
     pub unfinished: Option<&'a Value>,
 }
 
+/// A call a sync would make to its platform, as a dry run lists it (DESIGN §8.4): the method,
+/// the path as the platform's client sends it (`{…}` for an id that does not exist yet), and
+/// the members it carries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlannedCall {
+    pub method: &'static str,
+    pub path: String,
+    pub rows: u64,
+}
+
+impl PlannedCall {
+    /// One call without members (a create).
+    pub fn bare(method: &'static str, path: impl Into<String>) -> Vec<PlannedCall> {
+        vec![PlannedCall {
+            method,
+            path: path.into(),
+            rows: 0,
+        }]
+    }
+
+    /// `rows` members in calls of at most `max` each.
+    pub fn chunked(method: &'static str, path: &str, rows: u64, max: usize) -> Vec<PlannedCall> {
+        let max = max.max(1) as u64;
+        (0..rows.div_ceil(max))
+            .map(|i| PlannedCall {
+                method,
+                path: path.to_string(),
+                rows: max.min(rows - i * max),
+            })
+            .collect()
+    }
+}
+
+/// A step of a sync, for [`Destination::plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// [`Destination::open`]: the platform audience created when it does not exist.
+    Open,
+    /// One batch of members added (`replace`: a batch of a full sync's replace session).
+    Send { rows: u64, replace: bool },
+    /// One batch of members' stored rows removed.
+    Remove { rows: u64 },
+    /// [`Destination::finish`]: what the platform builds itself (a lookalike) when missing.
+    Finish,
+}
+
 #[allow(async_fn_in_trait)]
 pub trait Destination {
     type Row: Row;
@@ -216,6 +262,12 @@ pub trait Destination {
     /// An upload session is open and still needs its last batch.
     fn needs_closing(&self) -> bool {
         false
+    }
+    /// The calls that change the platform which `step` of a sync of `audience` would make,
+    /// for a dry run: nothing is called. Reads (existence checks, the size read back) are
+    /// left out. A destination without a platform (not configured) makes none.
+    fn plan(&self, _audience: &Audience, _step: Step) -> Vec<PlannedCall> {
+        Vec::new()
     }
 }
 

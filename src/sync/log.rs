@@ -1,5 +1,5 @@
 //! All SQL of `audience_sync_log`: one row per sync, pending → in_progress → completed |
-//! failed. The transitions that also show on the audience (`status`, `last_synced_at`) update
+//! failed | blocked. The transitions that also show on the audience (`status`, `last_synced_at`) update
 //! both rows in one statement, so the two never disagree.
 
 use chrono::{DateTime, Utc};
@@ -233,6 +233,32 @@ pub async fn close(
             &o.details,
             &o.total_synced,
         ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// in_progress → blocked (the removal guardrails stopped it before any platform call; its diff
+/// was not kept): the row keeps the numbers in `details` and the message; the audience shows
+/// the message, and `failed` as its status, so the scheduler retries it no sooner than a failed
+/// sync (each retry is blocked again until the segment is fixed, the limit changed, or a sync
+/// forced). Both rows in one statement; what was synced stays as it was.
+pub async fn block(
+    db: &impl GenericClient,
+    log_id: Uuid,
+    audience_id: Uuid,
+    message: &str,
+    details: &Value,
+) -> Result<()> {
+    db.execute(
+        "WITH l AS (UPDATE audience_sync_log \
+                    SET status = 'blocked', completed_at = now(), error_message = $3, \
+                        checkpoint = NULL, details = $4 \
+                    WHERE id = $1) \
+         UPDATE custom_audience \
+         SET status = 'failed', sync_error_message = $3, updated_at = now() \
+         WHERE id = $2",
+        &[&log_id, &audience_id, &message, details],
     )
     .await?;
     Ok(())

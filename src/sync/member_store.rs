@@ -111,6 +111,54 @@ pub async fn reconcile(
     })
 }
 
+/// What a diff left to do, counted in its transaction (see [`diff_counts`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiffCounts {
+    /// People listed to join.
+    pub joiners: u64,
+    /// Members leaving whose rows the platform holds (left the segment, opted out, erased).
+    pub leavers: u64,
+    /// Of those, the ones whose person is still there and has not opted out: what the removal
+    /// guardrails count (DESIGN §8.4).
+    pub guarded: u64,
+}
+
+/// The joiners the diff listed under `list_id`, and the audience's leavers whose rows the
+/// platform holds (read along `idx_audience_member_sync_removal_pending`: what it costs follows
+/// the churn, not the audience).
+pub async fn diff_counts(db: &Client, audience_id: Uuid, list_id: Uuid) -> Result<DiffCounts> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM audience_member_joiner WHERE list_id = $2), \
+                    count(*), \
+                    count(*) FILTER (WHERE m.person_id IS NOT NULL \
+                                       AND NOT EXISTS (SELECT 1 FROM person p \
+                                                       WHERE p.id = m.person_id \
+                                                         AND p.marketing_opt_out)) \
+             FROM audience_member_sync m \
+             WHERE m.audience_id = $1 AND m.removal_pending AND m.hashes IS NOT NULL",
+            &[&audience_id, &list_id],
+        )
+        .await?;
+    let n = |i: usize| row.get::<_, i64>(i) as u64;
+    Ok(DiffCounts {
+        joiners: n(0),
+        leavers: n(1),
+        guarded: n(2),
+    })
+}
+
+/// Members whose rows the platform holds (a scan of the audience: for a dry run only).
+pub async fn held(db: &Client, audience_id: Uuid) -> Result<u64> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND hashes IS NOT NULL",
+            &[&audience_id],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
 /// A pass re-hashed every member: people changed since this sync's diff are what the next
 /// `update` re-hashes (the diff's horizon becomes the re-hash horizon; see V6).
 pub async fn rehashed(db: &Client, audience_id: Uuid) -> Result<()> {
@@ -584,6 +632,11 @@ impl<V: ToSql + Sync> Rows<V> {
 
     pub fn len(&self) -> usize {
         self.ids.len() + self.persons.len()
+    }
+
+    /// Every row's value, members' then joiners'.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.values.iter().chain(&self.joiner_values)
     }
 
     pub fn is_empty(&self) -> bool {

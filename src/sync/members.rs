@@ -49,6 +49,13 @@ pub struct Counters {
     pub removal_deferred: u64,
     /// Members whose person was erased since the last sync (those Meta held are among `removed`).
     pub erased: u64,
+    /// What the diff found: people listed to join, and members leaving whose rows the
+    /// platform held (a dry run shows the same two numbers).
+    pub joiners: u64,
+    pub leavers: u64,
+    /// The removal guardrails' block this sync was forced through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced_past: Option<super::guard::Block>,
 }
 
 impl Counters {
@@ -204,7 +211,11 @@ async fn push_pages<D: Destination>(
     }
     match run.joiners {
         Joiners::Listed(list_id) => store::clear_list(db, list_id, c.examined >= LONG_LIST).await?,
-        Joiners::Eligible => store::first_done(db, audience_id).await?,
+        Joiners::Eligible => {
+            // Not counted by the diff: every member a first sync examined joined.
+            c.joiners = c.examined;
+            store::first_done(db, audience_id).await?
+        }
     }
     Ok((c, PassEnd::Done))
 }
@@ -256,6 +267,48 @@ fn examine<R: Row>(
         });
     }
     failed
+}
+
+/// What a pass would do, found by a dry run: the pages the pass would read, examined as it
+/// would examine them, nothing sent or written.
+#[derive(Debug, Default)]
+pub struct Rehearsal {
+    pub counters: Counters,
+    /// Members that cannot be sent, by reason.
+    pub unsendable: std::collections::BTreeMap<String, u64>,
+    /// Rows the pass would add, and stored rows it would remove first (changed members' old
+    /// rows; those of members left without a usable identifier).
+    pub adds: u64,
+    pub removals: u64,
+}
+
+/// Reads and examines the members `pass` would send, on `db` (in the dry run's transaction,
+/// which holds its diff), as [`push`] does.
+pub async fn rehearse<R: Row>(
+    db: &Client,
+    audience_id: Uuid,
+    list_id: Uuid,
+    pass: Pass,
+) -> Result<Rehearsal> {
+    let mut r = Rehearsal::default();
+    let mut hasher = R::Hasher::default();
+    let mut outbox = Outbox::<R>::new(audience_id, Joiners::Listed(list_id));
+    let pages = PageReader::listed(db, audience_id, list_id, pass == Pass::Add).await?;
+    let mut cursor = Uuid::nil();
+    loop {
+        let page = pages.read(cursor).await?;
+        let Some(end) = page.end() else { break };
+        let failed = examine::<R>(&page, pass, &mut hasher, &mut outbox, &mut r.counters);
+        for reason in failed.values() {
+            *r.unsendable.entry(reason.clone()).or_default() += 1;
+        }
+        r.adds += outbox.adds.len() as u64;
+        r.removals += outbox.removals.len() as u64;
+        outbox.adds.clear();
+        outbox.removals.clear();
+        cursor = end;
+    }
+    Ok(r)
 }
 
 /// A replace session left open by a paused invocation, when nothing was left to send: its last

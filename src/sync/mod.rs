@@ -1,12 +1,17 @@
 //! The sync engine: one audience brought to its segment, in the database and on its platform.
 //! The same engine runs a single sync (`POST /api/audiences/sync`, `audiences sync`), "sync
 //! all" (the same route without a body) and a scheduler pass (the scheduled Lambda,
-//! `audiences tick`): see [`run`] and [`run_many`].
+//! `audiences tick`): see [`run`] and [`run_many`]. A dry run ([`dry_run`]) makes a sync's
+//! diff and rolls it back; the removal guardrails ([`guard`]) block a sync that would take out
+//! too much.
 //!
 //! One sync per audience at a time ([`AudienceLock`]); the whole sync runs on the connection
 //! that holds the lock, which is all a Lambda instance needs.
 
 pub mod change_log;
+mod diff;
+pub mod dry_run;
+pub mod guard;
 pub mod lock;
 pub mod log;
 pub mod member_store;
@@ -27,6 +32,7 @@ use crate::app::App;
 use crate::audience::store as audiences;
 use crate::audience::Audience;
 use crate::error::{Error, Result};
+pub use dry_run::{dry_run, DryRun};
 pub use lock::AudienceLock;
 pub use run::LOOKALIKE_MIN_SEED;
 
@@ -74,6 +80,8 @@ pub enum SyncStatus {
     /// A sync's answer only (its log row stays `in_progress`): out of time, stopped at its
     /// checkpoint; the next run of the audience (the scheduler's, or any sync) resumes it.
     Paused,
+    /// Stopped by the removal guardrails before any platform call ([`guard`]).
+    Blocked,
 }
 
 /// Progress of a sync, for a terminal's progress bar.
@@ -96,13 +104,38 @@ pub struct SyncResult {
     pub synced_count: i32,
     pub failed_count: i32,
     pub sync_log_id: Uuid,
-    /// `completed`, `failed`, or `paused` (out of time at a checkpoint).
+    /// `completed`, `failed`, `paused` (out of time at a checkpoint) or `blocked`.
     pub status: SyncStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     /// It carried on a sync an earlier run had started.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
+    /// A blocked sync's limit and numbers (`blocked_by`, `would_remove`, `holds`,
+    /// `would_leave`), beside the other fields.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<guard::Block>,
+}
+
+/// What a sync is asked to do beyond its type.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// `None`: the [`automatic`] type.
+    pub sync_type: Option<SyncType>,
+    /// Past the removal guardrails, this once (never the scheduler's).
+    pub force: bool,
+}
+
+/// The audience's lock, or the conflict a second sync (or a dry run during a sync) gets.
+async fn lock(app: &App, audience_id: Uuid) -> Result<AudienceLock> {
+    let conn = crate::db::get(&app.pool).await?;
+    AudienceLock::try_acquire(conn, audience_id)
+        .await?
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "a sync of audience {audience_id} is already running; try again when it has finished"
+            ))
+        })
 }
 
 /// Runs one sync of one audience: of `sync_type`, or when `None` the [`automatic`] type. A paused sync of the audience is resumed as it was instead. With a
@@ -118,24 +151,36 @@ pub async fn run(
     progress: &dyn Progress,
     deadline: Option<Instant>,
 ) -> Result<SyncResult> {
-    let conn = crate::db::get(&app.pool).await?;
+    let options = SyncOptions {
+        sync_type,
+        force: false,
+    };
+    run_with(app, audience_id, options, progress, deadline).await
+}
+
+/// [`run`] with every option (`force`: past the removal guardrails, this once).
+pub async fn run_with(
+    app: &App,
+    audience_id: Uuid,
+    options: SyncOptions,
+    progress: &dyn Progress,
+    deadline: Option<Instant>,
+) -> Result<SyncResult> {
     // The lock first, then the audience: read before, it could be changed or deleted by the
     // time the lock is ours, and the sync would work from a stale copy.
-    let lock = AudienceLock::try_acquire(conn, audience_id)
-        .await?
-        .ok_or_else(|| {
-            Error::Conflict(format!(
-                "a sync of audience {audience_id} is already running; try again when it has finished"
-            ))
-        })?;
+    let lock = lock(app, audience_id).await?;
     let result = match audiences::get(lock.client(), audience_id).await {
         Ok(audience) => {
-            let sync_type = match sync_type {
+            let sync_type = match options.sync_type {
                 Some(t) => Ok(t),
                 None => automatic(lock.client(), &audience).await,
             };
             match sync_type {
-                Ok(t) => run::locked(app, lock.client(), audience, t, progress, deadline).await,
+                Ok(t) => {
+                    let db = lock.client();
+                    let force = options.force;
+                    run::locked(app, db, audience, t, force, progress, deadline).await
+                }
                 Err(e) => Err(e),
             }
         }
@@ -192,6 +237,8 @@ pub struct Tally {
     pub resumed: usize,
     /// Syncs that ran out of time and will be resumed.
     pub paused: usize,
+    /// Syncs the removal guardrails stopped (the scheduler never forces one).
+    pub blocked: usize,
     /// A sync of it was already running elsewhere.
     pub skipped: usize,
     /// Scheduler passes: members removed from their platform because their person was erased
@@ -211,6 +258,7 @@ impl Tally {
                 match r.status {
                     SyncStatus::Completed => self.completed += 1,
                     SyncStatus::InProgress | SyncStatus::Paused => self.paused += 1,
+                    SyncStatus::Blocked => self.blocked += 1,
                     SyncStatus::Pending | SyncStatus::Failed => self.failed += 1,
                 }
                 self.results
@@ -274,6 +322,8 @@ pub struct SyncAllResult {
     pub total_audiences: usize,
     pub synced: usize,
     pub failed: usize,
+    /// Stopped by the removal guardrails (each one's answer in `results` says why).
+    pub blocked: usize,
     pub skipped: usize,
     pub results: Vec<Value>,
 }
@@ -284,6 +334,7 @@ impl From<Tally> for SyncAllResult {
             total_audiences: t.claimed,
             synced: t.completed,
             failed: t.failed + t.paused,
+            blocked: t.blocked,
             skipped: t.skipped,
             results: t.results,
         }

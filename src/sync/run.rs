@@ -6,17 +6,65 @@ use std::time::Instant;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use super::guard::{self, Block};
 use super::members::{self, Checkpoint, Counters, Pass, PassEnd};
-use super::{log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, SyncType};
+use super::{diff, log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, SyncType};
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
-use crate::destinations::google::{GoogleDestination, GoogleRow};
-use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
-use crate::destinations::meta::hashing::HashedRow;
-use crate::destinations::meta::MetaDestination;
-use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
-use crate::destinations::{deadline, DatabaseOnly, Destination, Opening, Platform};
+use crate::destinations::{deadline, Destination, Opening};
 use crate::error::{Error, Result};
+
+/// Evaluates `$body` with `$dest` bound to the destination of `$audience` (an `&Audience`):
+/// its platform's client, or without the platform's credentials the database side alone. The
+/// one place a platform is chosen, for a sync and for a dry run.
+macro_rules! with_destination {
+    ($app:expr, $audience:expr, |$dest:ident| $body:expr) => {{
+        use $crate::destinations::{google, linkedin, meta, tiktok, DatabaseOnly, Platform};
+        match $audience.destination {
+            Platform::Google => match $app.google.as_deref() {
+                Some(client) => {
+                    let $dest = google::GoogleDestination::new(client, $audience);
+                    $body
+                }
+                None => {
+                    let $dest = DatabaseOnly::<google::GoogleRow>::new("google");
+                    $body
+                }
+            },
+            Platform::Linkedin => match $app.linkedin.as_deref() {
+                Some(client) => {
+                    let $dest = linkedin::LinkedinDestination::new(client, $audience);
+                    $body
+                }
+                None => {
+                    let $dest = DatabaseOnly::<linkedin::LinkedinRow>::new("linkedin");
+                    $body
+                }
+            },
+            Platform::Tiktok => match $app.tiktok.as_deref() {
+                Some(client) => {
+                    let $dest = tiktok::TiktokDestination::new(client, $audience);
+                    $body
+                }
+                None => {
+                    let $dest = DatabaseOnly::<tiktok::TiktokRow>::new("tiktok");
+                    $body
+                }
+            },
+            Platform::Meta => match $app.meta.as_deref() {
+                Some(client) => {
+                    let $dest = meta::MetaDestination::new(client, $audience);
+                    $body
+                }
+                None => {
+                    let $dest = DatabaseOnly::<meta::hashing::HashedRow>::new("meta");
+                    $body
+                }
+            },
+        }
+    }};
+}
+pub(super) use with_destination;
 
 /// A second connection, when the pool has one idle or room for one: never waited for, since
 /// another task (a scheduler pass, a request) may hold the rest.
@@ -38,12 +86,13 @@ const REPLACE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(80);
 pub const LOOKALIKE_MIN_SEED: i64 = 100;
 
 /// Runs the sync of `audience` on `db` (which holds the audience's lock): picks up a paused
-/// sync where it stopped, or starts one of `sync_type`.
+/// sync where it stopped, or starts one of `sync_type` (`force`: past the removal guardrails).
 pub(super) async fn locked(
     app: &App,
     db: &Client,
     audience: Audience,
     sync_type: SyncType,
+    force: bool,
     progress: &dyn Progress,
     deadline: Option<Instant>,
 ) -> Result<SyncResult> {
@@ -99,42 +148,16 @@ pub(super) async fn locked(
         total_known: unsettled == 0,
         platform_before,
         replaces: true,
+        force,
+        blocked: None,
     };
-    // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
     let (result, response) = deadline::within(deadline, async {
-        match run.audience.destination {
-            Platform::Google => match app.google.as_deref() {
-                Some(client) => {
-                    let dest = GoogleDestination::new(client, &run.audience);
-                    drive(&mut run, dest).await
-                }
-                None => drive(&mut run, DatabaseOnly::<GoogleRow>::new("google")).await,
-            },
-            Platform::Linkedin => match app.linkedin.as_deref() {
-                Some(client) => {
-                    let dest = LinkedinDestination::new(client, &run.audience);
-                    drive(&mut run, dest).await
-                }
-                None => drive(&mut run, DatabaseOnly::<LinkedinRow>::new("linkedin")).await,
-            },
-            Platform::Tiktok => match app.tiktok.as_deref() {
-                Some(client) => {
-                    let dest = TiktokDestination::new(client, &run.audience);
-                    drive(&mut run, dest).await
-                }
-                None => drive(&mut run, DatabaseOnly::<TiktokRow>::new("tiktok")).await,
-            },
-            Platform::Meta => match app.meta.as_deref() {
-                Some(client) => {
-                    let dest = MetaDestination::new(client, &run.audience);
-                    drive(&mut run, dest).await
-                }
-                None => drive(&mut run, DatabaseOnly::<HashedRow>::new("meta")).await,
-            },
-        }
+        with_destination!(app, &run.audience, |dest| drive(&mut run, dest).await)
     })
     .await;
+    // Every sync's final outcome (completed, failed, blocked, paused) is written by
+    // `Run::finish` (or, its connection lost, by `connection_lost`) and returned here.
     match run.finish(result, response, resumed).await {
         Err(Error::Db(e)) => connection_lost(app, run.audience.id, log_id, run.started, e).await,
         outcome => outcome,
@@ -202,6 +225,7 @@ async fn connection_lost(
         status: SyncStatus::Failed,
         error_message: Some(log::CONNECTION_LOST.into()),
         resumed: false,
+        blocked: None,
     })
 }
 
@@ -237,6 +261,21 @@ struct Run<'a> {
     platform_before: (Option<String>, Option<String>, Option<String>),
     /// The destination replaces its audience in a full sync ([`Destination::replaces`]).
     replaces: bool,
+    /// Past the removal guardrails, this once.
+    force: bool,
+    /// The guardrails stopped the sync before any platform call (its diff was not kept).
+    blocked: Option<Block>,
+}
+
+/// The pass a sync of `sync_type` makes: see [`Pass`]. `changes_only`: its diff was made from
+/// the changes (or it resumes a pass over the unsynced members).
+pub(super) fn pass_for(sync_type: SyncType, replaces: bool, changes_only: bool) -> Pass {
+    match sync_type {
+        SyncType::Full if replaces => Pass::Replace,
+        SyncType::Full => Pass::Refresh,
+        SyncType::Update if !changes_only => Pass::Update,
+        SyncType::Incremental | SyncType::Update => Pass::Add,
+    }
 }
 
 fn platform_ids(a: &Audience) -> (Option<String>, Option<String>, Option<String>) {
@@ -249,36 +288,42 @@ fn platform_ids(a: &Audience) -> (Option<String>, Option<String>, Option<String>
 
 impl Run<'_> {
     fn pass(&self) -> Pass {
-        match self.sync_type {
-            SyncType::Full if self.replaces => Pass::Replace,
-            SyncType::Full => Pass::Refresh,
-            SyncType::Update if !self.changes_only => Pass::Update,
-            SyncType::Incremental | SyncType::Update => Pass::Add,
-        }
+        pass_for(self.sync_type, self.replaces, self.changes_only)
     }
 
-    /// Brings membership to the segment in the database (set-based) and checks the audience
-    /// can have members.
+    /// Brings membership to the segment in the database (set-based, in one transaction), and
+    /// keeps it unless the removal guardrails block the sync (then nothing of it is kept, and
+    /// the next sync finds the same leavers); checks the audience can have members.
     async fn reconcile(&mut self) -> Result<()> {
-        let Some(segment_id) = self.audience.segment_id else {
-            return Err(Error::invalid(
-                "segment_id",
-                "the audience has no segment: set segment_id before syncing",
-            ));
-        };
-        crate::segment::refresh(self.db, segment_id).await?;
-        self.counters.erased = member_store::erased(self.db, self.audience.id).await?;
+        diff::begin(self.db).await?;
         // A first sync streams its people from the segment (on a connection of its own).
-        let diff = if self.own_reader
-            && member_store::begin_first(self.db, self.audience.id).await?
-        {
-            self.joiners = member_store::Joiners::Eligible;
-            member_store::Diff::Full
-        } else {
-            member_store::reconcile(self.db, self.audience.id, self.log_id, self.sync_type).await?
-        };
-        self.changes_only = matches!(diff, member_store::Diff::Changes { .. });
-        self.diff = Some(diff);
+        let made = diff::make(
+            self.db,
+            &self.audience,
+            self.log_id,
+            self.sync_type,
+            self.own_reader,
+        )
+        .await?;
+        self.joiners = made.joiners;
+        let block = guard::check(&self.audience, &made.counts);
+        let keep = block.is_none() || self.force;
+        diff::end(self.db, keep).await?;
+        self.counters.erased = made.erased;
+        self.counters.joiners = made.counts.joiners;
+        self.counters.leavers = made.counts.leavers;
+        if !keep {
+            self.blocked = block;
+            return Ok(());
+        }
+        if let Some(b) = block {
+            tracing::warn!(audience_id = %self.audience.id, blocked_by = %b.blocked_by,
+                would_remove = b.would_remove, holds = b.holds,
+                "removal guardrails overridden by force");
+            self.counters.forced_past = Some(b);
+        }
+        self.changes_only = matches!(made.diff, member_store::Diff::Changes { .. });
+        self.diff = Some(made.diff);
         if self.audience.audience_type == AudienceType::Lookalike {
             let eligible = member_store::staying(self.db, self.audience.id, self.joiners).await?;
             if eligible < LOOKALIKE_MIN_SEED {
@@ -302,6 +347,9 @@ impl Run<'_> {
             let resume = self.checkpoint.as_ref().map(|cp| cp.destination.clone());
             if resume.is_none() {
                 self.reconcile().await?;
+                if self.blocked.is_some() {
+                    return Ok(());
+                }
             }
             let replace_total = match (&resume, self.pass(), dest.wants_total()) {
                 (None, Pass::Replace, true) => Some(
@@ -337,11 +385,9 @@ impl Run<'_> {
         let (from, counters) = match self.checkpoint.take() {
             Some(cp) => (cp.cursor, cp.counters),
             None => {
-                // Erasures were counted before reconciling removed them from view.
-                let mut c = Counters {
-                    erased: self.counters.erased,
-                    ..Counters::default()
-                };
+                // What the diff counted (erasures, before it removed them from view; joiners,
+                // leavers), and nothing done yet.
+                let mut c = self.counters.clone();
                 if pass != Pass::Replace {
                     members::remove_leavers(db, id, dest, false, &mut c).await?;
                 }
@@ -401,13 +447,17 @@ impl Run<'_> {
         Some((synced, failed, total.max(0)))
     }
 
-    /// Writes the outcome to the log row and the audience.
+    /// Writes the outcome to the log row and the audience: blocked, paused, completed or
+    /// failed.
     async fn finish(
         &self,
         result: Result<()>,
         response: serde_json::Value,
         resumed: bool,
     ) -> Result<SyncResult> {
+        if let Some(block) = &self.blocked {
+            return self.block(block).await;
+        }
         let (db, audience_id, log_id) = (self.db, self.audience.id, self.log_id);
         let sync_type = self.sync_type.as_str();
         let c = &self.counters;
@@ -463,6 +513,34 @@ impl Run<'_> {
             status,
             error_message,
             resumed,
+            blocked: None,
+        })
+    }
+
+    /// The guardrails stopped the sync before any platform call: the log row is `blocked`
+    /// with the numbers in its details, the audience carries the message.
+    async fn block(&self, block: &Block) -> Result<SyncResult> {
+        let message = block.message(&self.audience);
+        let mut details = self.counters.to_json();
+        if let (Some(d), serde_json::Value::Object(b)) =
+            (details.as_object_mut(), serde_json::json!(block))
+        {
+            d.extend(b);
+        }
+        let (audience_id, log_id) = (self.audience.id, self.log_id);
+        log::block(self.db, log_id, audience_id, &message, &details).await?;
+        tracing::warn!(%audience_id, blocked_by = %block.blocked_by,
+            would_remove = block.would_remove, holds = block.holds,
+            would_leave = block.would_leave, "sync blocked by the removal guardrails");
+        Ok(SyncResult {
+            audience_id,
+            synced_count: 0,
+            failed_count: 0,
+            sync_log_id: log_id,
+            status: SyncStatus::Blocked,
+            error_message: Some(message),
+            resumed: false,
+            blocked: Some(block.clone()),
         })
     }
 }

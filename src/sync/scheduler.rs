@@ -49,6 +49,7 @@ pub async fn tick(app: &App, opts: TickOptions) -> Result<Tally> {
         failed = tally.failed,
         resumed = tally.resumed,
         paused = tally.paused,
+        blocked = tally.blocked,
         skipped = tally.skipped,
         purged = tally.purged,
         purge_waiting = tally.purge_waiting,

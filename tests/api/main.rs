@@ -24,6 +24,7 @@ mod destinations;
 mod erasure;
 mod faults;
 mod google;
+mod guard;
 mod lambda_events;
 mod lambda_logs;
 mod linkedin;

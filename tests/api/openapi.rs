@@ -464,6 +464,16 @@ async fn real_answers_match_the_spec_for_their_status() {
         )
         .await;
     assert_eq!(synced["status"], "completed", "{synced}");
+    let dry = c
+        .call(
+            "POST",
+            "/api/audiences/sync",
+            "/api/audiences/sync",
+            Some(&json!({"audience_id": id, "sync_type": "full", "dry_run": true})),
+            200,
+        )
+        .await;
+    assert_eq!(dry["dry_run"], true, "{dry}");
     let all = c
         .call(
             "POST",

@@ -298,7 +298,14 @@ async fn a_full_sync_of_an_emptied_segment_empties_the_meta_audience() {
     t.db.execute("DELETE FROM segment_member", &[])
         .await
         .unwrap();
-    let r = t.sync(&id, "full").await;
+    // Forced past the removal guardrails, which block it otherwise (tests/api/guard.rs).
+    let (status, r) = t
+        .post(
+            "/api/audiences/sync",
+            &json!({"audience_id": id, "sync_type": "full", "force": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(fake.member_count(&meta), 0);
 }

@@ -479,7 +479,17 @@ async fn a_full_sync_of_an_emptied_segment_empties_the_tiktok_audience() {
     t.db.execute("DELETE FROM segment_member", &[])
         .await
         .unwrap();
-    let r = t.sync(&id, "full").await;
+    // The removal guardrails block it (tests/api/guard.rs) until forced.
+    let blocked = t.sync(&id, "full").await;
+    assert_eq!(blocked["status"], "blocked", "{blocked}");
+    assert_eq!(fake.audience(&tiktok).unwrap().ids.len(), 5);
+    let (status, r) = t
+        .post(
+            "/api/audiences/sync",
+            &json!({"audience_id": id, "sync_type": "full", "force": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
     assert_eq!(r["status"], "completed", "{r}");
     assert!(fake.audience(&tiktok).unwrap().ids.is_empty());
 }

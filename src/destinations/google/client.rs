@@ -27,6 +27,11 @@ use crate::destinations::retry::RetryPolicy;
 use crate::destinations::settings::{Consent, GoogleAuth, GoogleConfig};
 use crate::destinations::token::SecretToken;
 
+/// Adds members to user lists.
+pub const INGEST_PATH: &str = "/audienceMembers:ingest";
+/// Removes members from user lists.
+pub const REMOVE_PATH: &str = "/audienceMembers:remove";
+
 /// The largest answer read from Google (its answers are small JSON documents).
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 /// An access token is replaced this long before Google says it expires.
@@ -187,7 +192,7 @@ impl GoogleClient {
         }
     }
 
-    fn user_lists_path(account: &str) -> String {
+    pub fn user_lists_path(account: &str) -> String {
         format!("/accountTypes/{GOOGLE_ADS}/accounts/{account}/userLists")
     }
 
@@ -300,14 +305,14 @@ impl GoogleClient {
     /// `POST /audienceMembers:ingest`.
     pub async fn ingest(&self, request: &IngestRequest<'_>) -> Result<RequestAnswer, GoogleError> {
         check_members(request.audience_members)?;
-        self.members_call("ingest", "/audienceMembers:ingest", encode(request)?)
+        self.members_call("ingest", INGEST_PATH, encode(request)?)
             .await
     }
 
     /// `POST /audienceMembers:remove`.
     pub async fn remove(&self, request: &RemoveRequest<'_>) -> Result<RequestAnswer, GoogleError> {
         check_members(request.audience_members)?;
-        self.members_call("remove", "/audienceMembers:remove", encode(request)?)
+        self.members_call("remove", REMOVE_PATH, encode(request)?)
             .await
     }
 

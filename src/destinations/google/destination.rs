@@ -12,15 +12,16 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 use super::client::GoogleClient;
+use super::client::{INGEST_PATH, REMOVE_PATH};
 use super::error::{ErrorKind, GoogleError};
 use super::hashing::{hex, GoogleRow};
 use super::wire::{
     member_problem, AddressInfo, AudienceMember, IngestRequest, ProductAccount, RemoveRequest,
-    TermsOfService, UserData, UserIdentifier, UserList, WireDestination,
+    TermsOfService, UserData, UserIdentifier, UserList, WireDestination, MAX_MEMBERS,
 };
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::Audience;
-use crate::destinations::{Accepted, Destination, Opening, Platform, Removal};
+use crate::destinations::{Accepted, Destination, Opening, PlannedCall, Platform, Removal, Step};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -276,6 +277,20 @@ impl Destination for GoogleDestination<'_> {
                 tracing::warn!(audience_id = %audience.id, error = %e, "could not read the user list from Google");
                 Ok(())
             }
+        }
+    }
+
+    fn plan(&self, audience: &Audience, step: Step) -> Vec<PlannedCall> {
+        match step {
+            Step::Open if audience.destination_audience_id.is_none() => {
+                let own = audience.destination_account_id.as_deref();
+                let account = self.client.resolve_account(own);
+                let account = account.as_deref().unwrap_or("{account}");
+                PlannedCall::bare("POST", GoogleClient::user_lists_path(account))
+            }
+            Step::Send { rows, .. } => PlannedCall::chunked("POST", INGEST_PATH, rows, MAX_MEMBERS),
+            Step::Remove { rows } => PlannedCall::chunked("POST", REMOVE_PATH, rows, MAX_MEMBERS),
+            Step::Open | Step::Finish => Vec::new(),
         }
     }
 

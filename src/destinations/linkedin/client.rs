@@ -59,6 +59,14 @@ impl fmt::Debug for LinkedinClient {
 }
 
 /// `123` or `urn:li:sponsoredAccount:123` → `123`; anything but digits is refused.
+/// Where DMP segments are created and found.
+pub const SEGMENTS_PATH: &str = "/dmpSegments";
+
+/// A segment's members (`BATCH_CREATE` adds or removes them).
+pub fn users_path(segment_id: &str) -> String {
+    format!("{SEGMENTS_PATH}/{segment_id}/users")
+}
+
 pub fn normalize_account_id(value: &str) -> Option<String> {
     let v = value.trim();
     let digits = v.strip_prefix(ACCOUNT_URN).unwrap_or(v);
@@ -163,7 +171,7 @@ impl LinkedinClient {
         let call = Call {
             op: "create_segment",
             method: Method::POST,
-            path: "/dmpSegments".to_string(),
+            path: SEGMENTS_PATH.to_string(),
             query: Vec::new(),
             body: Some(encode(&body)?),
             restli_method: None,
@@ -198,7 +206,7 @@ impl LinkedinClient {
         let call = Call {
             op: "find_segment",
             method: Method::GET,
-            path: "/dmpSegments".to_string(),
+            path: SEGMENTS_PATH.to_string(),
             query: vec![
                 ("q", "account".to_string()),
                 ("account", format!("{ACCOUNT_URN}{account}")),
@@ -298,7 +306,7 @@ impl LinkedinClient {
         let call = Call {
             op: "update_users",
             method: Method::POST,
-            path: format!("/dmpSegments/{id}/users"),
+            path: users_path(id),
             query: Vec::new(),
             body: Some(encode(&body)?),
             restli_method: Some("BATCH_CREATE"),

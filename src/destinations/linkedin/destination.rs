@@ -5,13 +5,13 @@
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use super::client::LinkedinClient;
+use super::client::{users_path, LinkedinClient, SEGMENTS_PATH};
 use super::error::LinkedinError;
 use super::hashing::LinkedinRow;
 use super::wire::{Action, MAX_ELEMENTS};
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::Audience;
-use crate::destinations::{Accepted, Destination, Opening, Platform, Removal};
+use crate::destinations::{Accepted, Destination, Opening, PlannedCall, Platform, Removal, Step};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -170,6 +170,22 @@ impl Destination for LinkedinDestination<'_> {
                 "could not read the segment from LinkedIn"),
         }
         Ok(())
+    }
+
+    fn plan(&self, audience: &Audience, step: Step) -> Vec<PlannedCall> {
+        let target = audience
+            .destination_audience_id
+            .as_deref()
+            .unwrap_or("{new_segment_id}");
+        match step {
+            Step::Open if audience.destination_audience_id.is_none() => {
+                PlannedCall::bare("POST", SEGMENTS_PATH)
+            }
+            Step::Send { rows, .. } | Step::Remove { rows } => {
+                PlannedCall::chunked("POST", &users_path(target), rows, MAX_ELEMENTS)
+            }
+            Step::Open | Step::Finish => Vec::new(),
+        }
     }
 
     fn response(&self) -> Value {

@@ -81,6 +81,16 @@ pub fn appsecret_proof(access_token: &str, app_secret: &str) -> String {
 }
 
 /// `act_123` or `123` → `123`; anything but digits is refused.
+/// Where an ad account's audiences are created (customer lists, lookalikes, pixel audiences).
+pub fn customaudiences_path(account: &str) -> String {
+    format!("/act_{account}/customaudiences")
+}
+
+/// An audience's members edge: `users` (add, remove) or `usersreplace`.
+pub fn users_path(audience_id: &str, edge: &str) -> String {
+    format!("/{audience_id}/{edge}")
+}
+
 pub fn normalize_ad_account_id(value: &str) -> Result<String, MetaError> {
     let v = value.trim();
     let digits = v.strip_prefix("act_").unwrap_or(v);
@@ -322,7 +332,7 @@ impl MetaClient {
         let call = Call {
             op,
             method: Method::POST,
-            path: format!("/act_{account}/customaudiences"),
+            path: customaudiences_path(&account),
             query: Vec::new(),
             body: Some(encode(&Value::Object(body))?),
         };
@@ -480,7 +490,7 @@ impl MetaClient {
         let call = Call {
             op,
             method,
-            path: format!("/{audience_id}/{edge}"),
+            path: users_path(audience_id, edge),
             query: Vec::new(),
             body: Some(encode(&body)?),
         };

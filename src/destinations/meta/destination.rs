@@ -5,13 +5,13 @@
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use super::client::MetaClient;
+use super::client::{customaudiences_path, users_path, MetaClient};
 use super::error::ErrorKind;
 use super::hashing::{HashedRow, SCHEMA};
-use super::wire::{Session, UsersPayload, UsersResponse};
+use super::wire::{Session, UsersPayload, UsersResponse, MAX_ROWS};
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::{Audience, AudienceType, EngagementRule};
-use crate::destinations::{Accepted, Destination, Opening, Platform, Removal};
+use crate::destinations::{Accepted, Destination, Opening, PlannedCall, Platform, Removal, Step};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -209,6 +209,35 @@ impl Destination for MetaDestination<'_> {
         self.replace
             .as_ref()
             .is_some_and(|r| r.next_seq > 1 && !r.closed)
+    }
+
+    fn plan(&self, audience: &Audience, step: Step) -> Vec<PlannedCall> {
+        let account = || {
+            let own = audience.meta_business_account_id.as_deref();
+            let account = self.client.resolve_ad_account(own);
+            customaudiences_path(account.as_deref().unwrap_or("{ad_account}"))
+        };
+        let target = members_audience_id(audience).unwrap_or("{new_audience_id}");
+        match step {
+            Step::Open if members_audience_id(audience).is_none() => {
+                PlannedCall::bare("POST", account())
+            }
+            Step::Send { rows, replace } => {
+                let edge = if replace { "usersreplace" } else { "users" };
+                PlannedCall::chunked("POST", &users_path(target, edge), rows, MAX_ROWS)
+            }
+            Step::Remove { rows } => {
+                PlannedCall::chunked("DELETE", &users_path(target, "users"), rows, MAX_ROWS)
+            }
+            // A lookalike or pixel audience Meta builds itself, once.
+            Step::Finish
+                if audience.meta_audience_id.is_none()
+                    && audience.audience_type != AudienceType::CustomList =>
+            {
+                PlannedCall::bare("POST", account())
+            }
+            Step::Open | Step::Finish => Vec::new(),
+        }
     }
 
     fn response(&self) -> Value {

@@ -25,6 +25,13 @@ use crate::destinations::settings::TiktokConfig;
 use crate::destinations::token::SecretToken;
 use crate::destinations::transport;
 
+/// Creates a partner audience.
+pub const CREATE_AUDIENCE_PATH: &str = "/segment/audience/";
+/// Adds or deletes users of an audience.
+pub const MAPPING_PATH: &str = "/segment/mapping/";
+/// Creates a lookalike from a seed audience.
+pub const CREATE_LOOKALIKE_PATH: &str = "/dmp/custom_audience/lookalike/create/";
+
 /// Client of TikTok's audience APIs. Cheap to clone.
 #[derive(Clone)]
 pub struct TiktokClient {
@@ -127,7 +134,7 @@ impl TiktokClient {
             advertiser_id: advertiser,
             action: "create",
         };
-        let call = self.post("create_audience", "/segment/audience/", &body)?;
+        let call = self.post("create_audience", CREATE_AUDIENCE_PATH, &body)?;
         let call = &call;
         let data = transport::retrying(&self.retry, "tiktok", call.op, move || async move {
             match self.send(call).await {
@@ -166,7 +173,7 @@ impl TiktokClient {
             id_schema: ID_SCHEMA,
             batch_data: rows.iter().map(|r| r.hex_fields().map(cell)).collect(),
         };
-        let call = self.post("mapping", "/segment/mapping/", &body)?;
+        let call = self.post("mapping", MAPPING_PATH, &body)?;
         self.execute(&call).await.map(|_| ())
     }
 
@@ -244,11 +251,7 @@ impl TiktokClient {
                 placements: ["TIKTOK"],
             },
         };
-        let call = self.post(
-            "create_lookalike",
-            "/dmp/custom_audience/lookalike/create/",
-            &body,
-        )?;
+        let call = self.post("create_lookalike", CREATE_LOOKALIKE_PATH, &body)?;
         let call = &call;
         let data = transport::retrying(&self.retry, "tiktok", call.op, move || async move {
             match self.send(call).await {

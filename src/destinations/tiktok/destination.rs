@@ -5,12 +5,12 @@
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use super::client::TiktokClient;
+use super::client::{TiktokClient, CREATE_AUDIENCE_PATH, CREATE_LOOKALIKE_PATH, MAPPING_PATH};
 use super::hashing::TiktokRow;
 use super::wire::{MappingAction, MAX_USERS};
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::{Audience, AudienceType};
-use crate::destinations::{Accepted, Destination, Opening, Platform, Removal};
+use crate::destinations::{Accepted, Destination, Opening, PlannedCall, Platform, Removal, Step};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -202,6 +202,24 @@ impl Destination for TiktokDestination<'_> {
                 "could not read the audience from TikTok"),
         }
         Ok(())
+    }
+
+    fn plan(&self, audience: &Audience, step: Step) -> Vec<PlannedCall> {
+        match step {
+            Step::Open if members_audience_id(audience).is_none() => {
+                PlannedCall::bare("POST", CREATE_AUDIENCE_PATH)
+            }
+            Step::Send { rows, .. } | Step::Remove { rows } => {
+                PlannedCall::chunked("POST", MAPPING_PATH, rows, MAX_USERS)
+            }
+            Step::Finish
+                if audience.audience_type == AudienceType::Lookalike
+                    && audience.destination_audience_id.is_none() =>
+            {
+                PlannedCall::bare("POST", CREATE_LOOKALIKE_PATH)
+            }
+            Step::Open | Step::Finish => Vec::new(),
+        }
     }
 
     fn response(&self) -> Value {
