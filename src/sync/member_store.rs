@@ -187,12 +187,13 @@ pub async fn to_examine(db: &Client, audience_id: Uuid, list_id: Uuid, all: bool
 /// see `audience_member_page` in migrations/.
 const PAGE_SQL: &str =
     "SELECT id, person_id, hashes, is_synced FROM audience_member_page($1, $2, $3, $4, $5)";
-/// The contact data of a page's people, in id order: see `audience_page_people` in
-/// migrations/. (A LATERAL lookup per member cost three times as much.)
+/// The contact data of a page's people, in id order, with the value a value-based audience
+/// sends: see `audience_page_people` in migrations/ (V12). (A LATERAL lookup per member cost
+/// three times as much.)
 const PERSONS_SQL: &str = "\
     SELECT id, email, phone, first_name, last_name, city, state, zip, country, date_of_birth, \
-           gender \
-    FROM audience_page_people($1)";
+           gender, value \
+    FROM audience_page_people($1, $2)";
 
 /// A page of members and their people, both in person order.
 pub struct Page {
@@ -243,7 +244,9 @@ impl<'a> PageReader<'a> {
             Vec::new()
         } else {
             let ids: Vec<Uuid> = members.iter().map(|m| m.get(1)).collect();
-            self.reader.query(&self.persons, &[&ids]).await?
+            self.reader
+                .query(&self.persons, &[&ids, &self.audience_id])
+                .await?
         };
         Ok(Page { members, persons })
     }
@@ -290,6 +293,7 @@ impl<'a> Line<'a> {
             country: r.get(8),
             date_of_birth: r.get(9),
             gender: r.get(10),
+            value: r.get(11),
         }
     }
 }

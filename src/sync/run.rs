@@ -12,8 +12,8 @@ use crate::app::App;
 use crate::audience::{Audience, AudienceType};
 use crate::destinations::google::{GoogleDestination, GoogleRow};
 use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
-use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
+use crate::destinations::meta::MetaRow;
 use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
 use crate::destinations::{deadline, DatabaseOnly, Destination, Opening, Platform};
 use crate::error::{Error, Result};
@@ -124,7 +124,7 @@ pub(super) async fn locked(
                     let dest = MetaDestination::new(client, &run.audience);
                     drive(&mut run, dest).await
                 }
-                None => drive(&mut run, DatabaseOnly::<HashedRow>::new("meta")).await,
+                None => drive(&mut run, DatabaseOnly::<MetaRow>::new("meta")).await,
             },
         }
     })
