@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::support::{assert_error, spawn_app, TestApp};
 
-/// A segment holding `people[range]`.
+/// A segment holding `people`.
 async fn segment_of(t: &TestApp, name: &str, people: &[Uuid]) -> Uuid {
     let seg = t.segment(name).await;
     t.db.execute(
@@ -19,7 +19,7 @@ async fn segment_of(t: &TestApp, name: &str, people: &[Uuid]) -> Uuid {
     seg
 }
 
-fn pair<'a>(body: &'a Value, a: Uuid, b: Uuid) -> &'a Value {
+fn pair(body: &Value, a: Uuid, b: Uuid) -> &Value {
     body["pairs"]
         .as_array()
         .unwrap()
