@@ -153,7 +153,13 @@ BEGIN
     END IF;
 
     UPDATE custom_audience
-    SET changes_from = pg_snapshot_xmin(v_seen), changes_seen = v_seen,
+    -- A new percentage (or segment) saved while this diff ran (saving it does not wait for
+    -- the FOR KEY SHARE lock taken above) was not applied by it: no horizon then, so the next
+    -- diff is full (V12).
+    SET changes_from = CASE WHEN holdout_percent IS DISTINCT FROM v_holdout
+                              OR segment_id IS DISTINCT FROM v_segment
+                            THEN NULL ELSE pg_snapshot_xmin(v_seen) END,
+        changes_seen = v_seen,
         full_diff_at = CASE WHEN v_changes THEN full_diff_at ELSE now() END,
         -- A replace re-sends everyone; a change-driven `update` marked its people unsynced,
         -- which lasts until they are sent. (An `update` diffed in full re-hashes in its pass:
