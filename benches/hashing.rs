@@ -58,6 +58,7 @@ impl Owned {
             country: self.country.as_deref(),
             date_of_birth: self.date_of_birth,
             gender: self.gender.as_deref(),
+            value: None,
         }
     }
 }

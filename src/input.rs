@@ -296,6 +296,30 @@ impl PageRequest {
     }
 }
 
+/// Where a page of a list in id order starts (the holdout's people): after this id. Opaque to
+/// clients like [`Cursor`]: hex of the id's 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdCursor(pub Uuid);
+
+impl IdCursor {
+    pub fn encode(&self) -> String {
+        hex::encode(self.0.as_bytes())
+    }
+
+    pub fn decode(raw: &str) -> Result<IdCursor> {
+        hex::decode(raw)
+            .ok()
+            .and_then(|b| Uuid::from_slice(&b).ok())
+            .map(IdCursor)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "cursor",
+                    "cursor must be a next_cursor value of an earlier page of this list, as given",
+                )
+            })
+    }
+}
+
 /// One page of a list, and where the next one starts (`None`: this was the last).
 #[derive(Debug, Clone)]
 pub struct Page<T> {

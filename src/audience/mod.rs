@@ -617,9 +617,48 @@ pub async fn update(
             )));
         }
     }
+    check_value_based_fixed(&current, &spec)?;
     let updated = store::update(&*tx, id, &spec).await?;
     tx.commit().await?;
     Ok(updated)
+}
+
+/// A page of the audience's holdout (DESIGN §8.4): up to `limit` person ids in id order after
+/// `after`, and where the next page starts (`None`: this was the last).
+pub async fn holdout(
+    db: &impl GenericClient,
+    id: Uuid,
+    after: Option<input::IdCursor>,
+    limit: i64,
+) -> Result<(Vec<Uuid>, Option<input::IdCursor>)> {
+    let audience = store::get(db, id).await?;
+    let Some(segment_id) = audience.segment_id.filter(|_| audience.holdout_percent > 0) else {
+        return Ok((Vec::new(), None));
+    };
+    let from = after.map_or(Uuid::nil(), |c| c.0);
+    let mut ids = store::holdout_page(db, &audience, segment_id, from, limit + 1).await?;
+    let more = ids.len() as i64 > limit;
+    ids.truncate(limit as usize);
+    let next = ids.last().filter(|_| more).map(|id| input::IdCursor(*id));
+    Ok((ids, next))
+}
+
+/// Meta fixes `is_value_based` when it creates a customer list: once the list (or a lookalike's
+/// seed) exists, `value_attribute` can change from one trait to another but not appear or
+/// disappear.
+fn check_value_based_fixed(current: &Audience, spec: &AudienceSpec) -> Result<()> {
+    let on_meta = current.meta_audience_id.is_some() || current.meta_seed_audience_id.is_some();
+    if on_meta && current.value_attribute.is_some() != spec.value_attribute.is_some() {
+        return Err(Error::Conflict(format!(
+            "value_attribute cannot be {} once the audience exists in Meta (a customer list is \
+             value-based or not from its creation): create a new audience instead",
+            match spec.value_attribute {
+                Some(_) => "set",
+                None => "cleared",
+            }
+        )));
+    }
+    Ok(())
 }
 
 /// `get_audience_metrics`, plus the platform's own numbers as read at the last sync.

@@ -21,7 +21,9 @@ pub fn collection() -> Router<App> {
 
 /// GET, PUT, DELETE /api/audiences/{id}
 pub fn item() -> Router<App> {
-    Router::new().route("/api/audiences/{id}", get(show).put(update).delete(delete))
+    Router::new()
+        .route("/api/audiences/{id}", get(show).put(update).delete(delete))
+        .route("/api/audiences/{id}/holdout", get(holdout))
 }
 
 /// Fields the server sets. `meta_audience_id` among them: pointing an audience at another Meta
@@ -118,4 +120,22 @@ async fn delete(State(app): State<App>, Id(id): Id, params: Params) -> ApiResult
     let keep = params.bool("keep_in_meta")?.unwrap_or(false);
     audience::delete(&app, id, keep).await?;
     Ok(no_content())
+}
+
+/// `GET /api/audiences/{id}/holdout?limit=&cursor=`: the held-out people, by person id.
+async fn holdout(State(app): State<App>, Id(id): Id, params: Params) -> ApiResult {
+    let limit = params
+        .int("limit", 1, crate::input::PAGE_MAX)?
+        .unwrap_or(crate::input::PAGE_DEFAULT);
+    let after = params
+        .get("cursor")
+        .map(crate::input::IdCursor::decode)
+        .transpose()?;
+    let db = crate::db::get(&app.pool).await?;
+    let (ids, next) = audience::holdout(&**db, id, after, limit).await?;
+    Ok(response::page_of(
+        "person_ids",
+        ids,
+        next.map(|c| c.encode()),
+    ))
 }

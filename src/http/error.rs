@@ -55,10 +55,14 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 
 /// A page of a list route: `{"<items>": [...], "next_cursor": "…" | null}` (200).
 pub fn page<T: Serialize>(items: &str, page: crate::input::Page<T>) -> Response {
-    let next_cursor = page.next.map(|c| c.encode());
+    page_of(items, page.items, page.next.map(|c| c.encode()))
+}
+
+/// [`page`] with its cursor already encoded (lists with another cursor than creation order).
+pub fn page_of<T: Serialize>(items: &str, list: Vec<T>, next_cursor: Option<String>) -> Response {
     json(
         StatusCode::OK,
-        &json!({ items: page.items, "next_cursor": next_cursor }),
+        &json!({ items: list, "next_cursor": next_cursor }),
     )
 }
 

@@ -26,11 +26,12 @@ use crate::app::App;
 pub enum Group {
     /// GET, POST /api/audiences
     Audiences,
-    /// GET, PUT, DELETE /api/audiences/{id}
+    /// GET, PUT, DELETE /api/audiences/{id}, GET /api/audiences/{id}/holdout
     Audience,
     /// POST /api/audiences/sync
     Sync,
-    /// /api/segments[/{id}[/refresh]], /api/segments/preview, /api/persons[/{id}]
+    /// /api/segments[/{id}[/refresh]], /api/segments/preview, /api/segments/overlap,
+    /// /api/persons[/{id}]
     Segments,
     All,
 }

@@ -10,12 +10,13 @@ use serde_json::Value;
 use super::error::{self as response, json, no_content, ApiResult};
 use super::extract::{Id, Json, Params, Payload};
 use crate::app::App;
-use crate::segment::{self, store, NewSegment, Rule, SegmentPatch};
+use crate::segment::{self, store, NewSegment, OverlapRequest, Rule, SegmentPatch};
 
 pub fn router() -> Router<App> {
     Router::new()
         .route("/api/segments", get(list).post(create))
         .route("/api/segments/preview", post(preview))
+        .route("/api/segments/overlap", post(overlap))
         .route("/api/segments/{id}", get(show).put(update).delete(delete))
         .route("/api/segments/{id}/refresh", post(refresh))
 }
@@ -88,4 +89,11 @@ async fn preview(State(app): State<App>, Json(req): Json<PreviewRequest>) -> Api
     let rule = Rule::parse("rule", &req.rule)?;
     let db = crate::db::get(&app.pool).await?;
     Ok(json(StatusCode::OK, &segment::preview(&**db, &rule).await?))
+}
+
+impl Payload for OverlapRequest {}
+
+async fn overlap(State(app): State<App>, Json(req): Json<OverlapRequest>) -> ApiResult {
+    let db = crate::db::get(&app.pool).await?;
+    Ok(json(StatusCode::OK, &segment::overlap(&**db, &req).await?))
 }

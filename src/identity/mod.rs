@@ -50,4 +50,8 @@ pub struct PersonFields<'a> {
     pub country: Option<&'a str>,
     pub date_of_birth: Option<NaiveDate>,
     pub gender: Option<&'a str>,
+    /// Not contact data: for an audience with a `value_attribute` (a value-based Meta list),
+    /// that trait of the person as text, `""` when the person has none; `None` for any other
+    /// audience. Meta's row parses it (`MetaRow`); other platforms ignore it.
+    pub value: Option<&'a str>,
 }

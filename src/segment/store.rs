@@ -302,6 +302,50 @@ pub async fn preview(db: &impl GenericClient, rule: &Rule, sample: i64) -> Resul
     })
 }
 
+/// What [`overlap`] counted: `both[i * n + j]` (i <= j, in the order asked) holds the people
+/// in segments i and j, the segment's size when i = j; `missing` is a segment that does not
+/// exist.
+pub struct OverlapCounts {
+    pub both: Vec<i64>,
+    pub missing: Option<Uuid>,
+}
+
+/// One statement: each person in any of the segments gets the bitmask of those holding them
+/// (bit i: the i-th id asked), people are counted per mask (at most 2^10 masks, in practice a
+/// few hundred), and each size and each pair's intersection is a sum over those few counts.
+/// The members are read once, by the primary key's `segment_id` prefix; the work is one hash
+/// aggregate by person. Measured on 1,000,000 people: see README "Segment overlap".
+const OVERLAP: &str = "\
+    WITH asked AS (SELECT t.id, (t.ord - 1)::int AS bit \
+                   FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, ord)), \
+         masks AS MATERIALIZED ( \
+           SELECT m.mask, count(*) AS people \
+           FROM (SELECT bit_or(1 << a.bit) AS mask \
+                 FROM asked a JOIN segment_member sm ON sm.segment_id = a.id \
+                 GROUP BY sm.person_id) m \
+           GROUP BY m.mask) \
+    SELECT a.bit, b.bit, EXISTS (SELECT 1 FROM segment s WHERE s.id = a.id), \
+           COALESCE((SELECT sum(k.people) FROM masks k \
+                     WHERE k.mask & (1 << a.bit) <> 0 AND k.mask & (1 << b.bit) <> 0), 0)::bigint \
+    FROM asked a JOIN asked b ON a.bit <= b.bit";
+
+/// How many people each segment of `ids` (at most 31) holds, and each pair of them.
+pub async fn overlap(db: &impl GenericClient, ids: &[Uuid]) -> Result<OverlapCounts> {
+    let n = ids.len();
+    let mut counts = OverlapCounts {
+        both: vec![0; n * n],
+        missing: None,
+    };
+    for row in db.query(OVERLAP, &[&ids]).await? {
+        let (i, j) = (row.get::<_, i32>(0) as usize, row.get::<_, i32>(1) as usize);
+        if i == j && !row.get::<_, bool>(2) {
+            counts.missing.get_or_insert(ids[i]);
+        }
+        counts.both[i * n + j] = row.get(3);
+    }
+    Ok(counts)
+}
+
 /// A refresh's `RETURNING (joined, gone, member_count)`.
 fn refreshed(row: &tokio_postgres::Row) -> Refreshed {
     Refreshed {

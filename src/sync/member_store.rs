@@ -314,12 +314,13 @@ pub async fn to_examine(
 /// see `audience_member_page` in migrations/.
 const PAGE_SQL: &str =
     "SELECT id, person_id, hashes, is_synced FROM audience_member_page($1, $2, $3, $4, $5)";
-/// The contact data of a page's people, in id order: see `audience_page_people` in
-/// migrations/. (A LATERAL lookup per member cost three times as much.)
+/// The contact data of a page's people, in id order, with the value a value-based audience
+/// sends: see `audience_page_people` in migrations/ (V10). (A LATERAL lookup per member cost
+/// three times as much.)
 const PERSONS_SQL: &str = "\
     SELECT id, email, phone, first_name, last_name, city, state, zip, country, date_of_birth, \
-           gender \
-    FROM audience_page_people($1)";
+           gender, value \
+    FROM audience_page_people($1, $2)";
 
 /// A page of members and their people, both in person order; or (`persons` None) of
 /// eligible people with their contact data on the same row, from column [`PERSON_AT`].
@@ -333,11 +334,19 @@ pub struct Page {
 const PERSON_AT: usize = 3;
 
 /// Eligible people as page lines: no member row (NULL id and hashes), the person's contact
-/// data as `audience_page_people` gives it.
+/// data and value as `audience_page_people` gives them (V10), from [`ELIGIBLE_FROM`].
 const ELIGIBLE_LINE: &str = "\
     NULL::UUID AS id, p.id AS person_id, NULL::BYTEA AS hashes, false AS is_synced, \
     p.email::TEXT, p.phone::TEXT, p.first_name::TEXT, p.last_name::TEXT, p.city::TEXT, \
-    p.state::TEXT, p.zip::TEXT, p.country::TEXT, p.date_of_birth::DATE, p.gender::TEXT";
+    p.state::TEXT, p.zip::TEXT, p.country::TEXT, p.date_of_birth::DATE, p.gender::TEXT, \
+    CASE WHEN v.value_attribute IS NOT NULL \
+         THEN COALESCE(p.attributes ->> v.value_attribute, '') END AS value";
+
+/// The eligible people `e` of audience `$1`, their person `p`, and the audience's value
+/// attribute `v`.
+const ELIGIBLE_FROM: &str = "\
+    audience_eligible_persons($1) e JOIN person p ON p.id = e.person_id \
+    CROSS JOIN (SELECT a.value_attribute FROM custom_audience a WHERE a.id = $1) v";
 
 /// The cursor a first sync streams its people through (see [`PageReader::stream`]).
 const STREAM_CURSOR: &str = "audience_first_sync";
@@ -403,8 +412,7 @@ impl<'a> PageReader<'a> {
             .await?;
         let declare = format!(
             "DECLARE {STREAM_CURSOR} NO SCROLL CURSOR FOR \
-             SELECT {ELIGIBLE_LINE} FROM audience_eligible_persons($1) e \
-             JOIN person p ON p.id = e.person_id"
+             SELECT {ELIGIBLE_LINE} FROM {ELIGIBLE_FROM}"
         );
         let opened = async {
             reader.execute(&declare, &[&audience_id]).await?;
@@ -429,8 +437,7 @@ impl<'a> PageReader<'a> {
     /// first sync paused at its deadline goes on (on any connection, the cursor being gone).
     pub async fn unwritten(reader: &'a Client, audience_id: Uuid) -> Result<PageReader<'a>> {
         let sql = format!(
-            "SELECT {ELIGIBLE_LINE} FROM audience_eligible_persons($1) e \
-             JOIN person p ON p.id = e.person_id \
+            "SELECT {ELIGIBLE_LINE} FROM {ELIGIBLE_FROM} \
              WHERE e.person_id > $2 AND {UNWRITTEN} ORDER BY e.person_id LIMIT $3"
         );
         Ok(PageReader {
@@ -475,7 +482,7 @@ impl<'a> PageReader<'a> {
             Some(_) if members.is_empty() => Some(Vec::new()),
             Some(statement) => {
                 let ids: Vec<Uuid> = members.iter().map(|m| m.get(1)).collect();
-                Some(self.reader.query(statement, &[&ids]).await?)
+                Some(self.reader.query(statement, &[&ids, &self.audience_id]).await?)
             }
         };
         Ok(Page { members, persons })
@@ -525,6 +532,7 @@ impl<'a> Line<'a> {
             country: r.get(at + 8),
             date_of_birth: r.get(at + 9),
             gender: r.get(at + 10),
+            value: r.get(at + 11),
         }
     }
 }

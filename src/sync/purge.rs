@@ -21,8 +21,7 @@ use crate::app::App;
 use crate::audience::store as audiences;
 use crate::destinations::google::{GoogleDestination, GoogleRow};
 use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
-use crate::destinations::meta::hashing::HashedRow;
-use crate::destinations::meta::MetaDestination;
+use crate::destinations::meta::{MetaDestination, MetaRow};
 use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
 use crate::destinations::{deadline, DatabaseOnly, Destination, Platform, Removal};
 use crate::error::{Error, Result};
@@ -140,7 +139,7 @@ async fn locked(
                             remove_all(db, audience_id, &mut dest, first, until).await
                         }
                         None => {
-                            let mut dest = DatabaseOnly::<HashedRow>::new("meta");
+                            let mut dest = DatabaseOnly::<MetaRow>::new("meta");
                             remove_all(db, audience_id, &mut dest, first, until).await
                         }
                     }

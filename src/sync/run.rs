@@ -57,7 +57,7 @@ macro_rules! with_destination {
                     $body
                 }
                 None => {
-                    let $dest = DatabaseOnly::<meta::hashing::HashedRow>::new("meta");
+                    let $dest = DatabaseOnly::<meta::MetaRow>::new("meta");
                     $body
                 }
             },

@@ -49,6 +49,7 @@ fn payload(data: &[Vec<String>]) -> UsersPayload<'_> {
     UsersPayload {
         schema: SCHEMA,
         data,
+        values: None,
     }
 }
 
@@ -298,6 +299,7 @@ async fn replace_session_rules() {
             &UsersPayload {
                 schema: &["EMAIL"],
                 data: &other,
+                values: None,
             },
             s(12, 2, false),
         )

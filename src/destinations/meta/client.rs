@@ -241,11 +241,28 @@ impl MetaClient {
         name: &str,
         description: &str,
     ) -> Result<String, MetaError> {
+        self.create_customer_list(ad_account, name, description, false)
+            .await
+    }
+
+    /// Create a customer list, value-based (`is_value_based`) or not: a value-based list's
+    /// rows carry `LOOKALIKE_VALUE`, and a lookalike built on it weighs people by that value
+    /// (the ad account must have accepted the value-based lookalike terms). Returns its id.
+    pub async fn create_customer_list(
+        &self,
+        ad_account: &str,
+        name: &str,
+        description: &str,
+        value_based: bool,
+    ) -> Result<String, MetaError> {
         let mut body = Map::new();
         body.insert("name".into(), json!(name));
         body.insert("description".into(), json!(description));
         body.insert("subtype".into(), json!("CUSTOM"));
         body.insert("customer_file_source".into(), json!("USER_PROVIDED_ONLY"));
+        if value_based {
+            body.insert("is_value_based".into(), json!(1));
+        }
         self.create(ad_account, "create_custom_audience", body)
             .await
     }

@@ -7,11 +7,14 @@ use tokio_postgres::Client;
 
 use super::client::{customaudiences_path, users_path, MetaClient};
 use super::error::ErrorKind;
-use super::hashing::{HashedRow, SCHEMA};
-use super::wire::{Session, UsersPayload, UsersResponse, MAX_ROWS};
+use super::hashing::{FIELDS, SCHEMA};
+use super::row::MetaRow;
+use super::wire::{Session, UsersPayload, UsersResponse, LOOKALIKE_VALUE, MAX_ROWS};
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::{Audience, AudienceType, EngagementRule};
-use crate::destinations::{Accepted, Destination, Opening, PlannedCall, Platform, Removal, Step};
+use crate::destinations::{
+    Accepted, Destination, Opening, PlannedCall, Platform, Removal, Row, Step,
+};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -30,6 +33,8 @@ pub struct MetaDestination<'a> {
     meta_seed_audience_id: Option<String>,
     /// The audience's own ad account, if it names one (else the configured default).
     account: Option<String>,
+    /// A value-based list (the audience has a `value_attribute`): rows carry LOOKALIKE_VALUE.
+    value_based: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -66,6 +71,7 @@ impl<'a> MetaDestination<'a> {
             meta_audience_id: audience.meta_audience_id.clone(),
             meta_seed_audience_id: audience.meta_seed_audience_id.clone(),
             account: audience.meta_business_account_id.clone(),
+            value_based: audience.value_attribute.is_some(),
         }
     }
 
@@ -133,12 +139,50 @@ fn sample_values(samples: &Value) -> Box<dyn Iterator<Item = Value> + '_> {
     }
 }
 
-fn payload_rows(rows: &[&HashedRow]) -> Vec<Vec<String>> {
-    rows.iter().map(|r| r.hex_fields().to_vec()).collect()
+/// The schema of a value-based list: Meta's multi-key schema, then the value.
+const VALUE_SCHEMA: [&str; FIELDS + 1] = {
+    let mut keys = [LOOKALIKE_VALUE; FIELDS + 1];
+    let mut i = 0;
+    while i < FIELDS {
+        keys[i] = SCHEMA[i];
+        i += 1;
+    }
+    keys
+};
+
+/// Rows as a payload carries them: the hashes as hex, and for a value-based list each row's
+/// value (a row stored without one, which a value-based list never sends, is removed with 0:
+/// Meta removes by the identifiers).
+struct PayloadRows {
+    data: Vec<Vec<String>>,
+    values: Option<Vec<f64>>,
+}
+
+impl PayloadRows {
+    fn new(rows: &[&MetaRow], value_based: bool) -> Self {
+        PayloadRows {
+            data: rows
+                .iter()
+                .map(|r| r.hashes.hex_fields().to_vec())
+                .collect(),
+            values: value_based.then(|| rows.iter().map(|r| r.value.unwrap_or(0.0)).collect()),
+        }
+    }
+
+    fn payload(&self) -> UsersPayload<'_> {
+        UsersPayload {
+            schema: match self.values {
+                Some(_) => &VALUE_SCHEMA,
+                None => &SCHEMA,
+            },
+            data: &self.data,
+            values: self.values.as_deref(),
+        }
+    }
 }
 
 impl Destination for MetaDestination<'_> {
-    type Row = HashedRow;
+    type Row = MetaRow;
 
     fn wants_total(&self) -> bool {
         true
@@ -187,14 +231,14 @@ impl Destination for MetaDestination<'_> {
         refresh_metrics(db, self.client, audience).await
     }
 
-    async fn send(&mut self, rows: &[&HashedRow], last: bool) -> Result<Accepted> {
+    async fn send(&mut self, rows: &[&MetaRow], last: bool) -> Result<Accepted> {
         match self.send_rows(rows, last).await {
             Err(e) => Err(self.gone_or(e).await),
             ok => ok,
         }
     }
 
-    async fn remove(&mut self, rows: &[HashedRow]) -> Result<Removal> {
+    async fn remove(&mut self, rows: &[MetaRow]) -> Result<Removal> {
         match self.remove_rows(rows).await {
             Err(e) => Err(self.gone_or(e).await),
             ok => ok,
@@ -256,12 +300,9 @@ impl Destination for MetaDestination<'_> {
 }
 
 impl MetaDestination<'_> {
-    async fn send_rows(&mut self, rows: &[&HashedRow], last: bool) -> Result<Accepted> {
-        let data = payload_rows(rows);
-        let payload = UsersPayload {
-            schema: &SCHEMA,
-            data: &data,
-        };
+    async fn send_rows(&mut self, rows: &[&MetaRow], last: bool) -> Result<Accepted> {
+        let rows = PayloadRows::new(rows, self.value_based);
+        let (payload, data) = (rows.payload(), &rows.data);
         let (client, target) = (self.client, self.target.as_deref().unwrap_or_default());
         let response = match &mut self.replace {
             Some(s) if !s.closed => {
@@ -308,13 +349,10 @@ impl MetaDestination<'_> {
         })
     }
 
-    async fn remove_rows(&mut self, rows: &[HashedRow]) -> Result<Removal> {
-        let refs: Vec<&HashedRow> = rows.iter().collect();
-        let data = payload_rows(&refs);
-        let payload = UsersPayload {
-            schema: &SCHEMA,
-            data: &data,
-        };
+    async fn remove_rows(&mut self, rows: &[MetaRow]) -> Result<Removal> {
+        let refs: Vec<&MetaRow> = rows.iter().collect();
+        let rows = PayloadRows::new(&refs, self.value_based);
+        let payload = rows.payload();
         match self
             .client
             .remove_users(self.target(), &payload, None)
@@ -345,14 +383,11 @@ impl MetaDestination<'_> {
         s: ReplaceSession,
     ) -> Result<()> {
         let stored = member_store::last_synced_row(db, audience.id).await?;
-        let Some(row) = stored.as_deref().and_then(HashedRow::from_bytes) else {
+        let Some(row) = stored.as_deref().and_then(<MetaRow as Row>::from_bytes) else {
             return Ok(());
         };
-        let data = payload_rows(&[&row]);
-        let payload = UsersPayload {
-            schema: &SCHEMA,
-            data: &data,
-        };
+        let rows = PayloadRows::new(&[&row], self.value_based);
+        let payload = rows.payload();
         let session = Session {
             session_id: s.session_id,
             batch_seq: s.next_seq,
@@ -444,8 +479,10 @@ async fn member_target(
         ),
         _ => (PlatformId::Audience, audience.name.clone()),
     };
+    // A lookalike of a value-based audience is built on a value-based seed.
+    let value_based = audience.value_attribute.is_some();
     let id = client
-        .create_custom_audience(&account, &name, &description)
+        .create_customer_list(&account, &name, &description, value_based)
         .await?;
     audiences::set_platform_id(db, audience.id, which, &id).await?;
     member_store::forget_sent(db, audience.id).await?;

@@ -461,6 +461,7 @@ mod tests {
             country: Some(" Us "),
             date_of_birth: Some(date(1990, 12, 31)),
             gender: Some("F"),
+            value: None,
         };
         let want = [
             "ann@example.com",
@@ -518,6 +519,7 @@ mod tests {
             country: Some("Narnia"),
             date_of_birth: None,
             gender: Some("unknown"),
+            value: None,
         };
         let row = hash_person(&p);
         assert_eq!(row, HashedRow([None; FIELDS]));

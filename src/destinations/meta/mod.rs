@@ -14,3 +14,4 @@ pub use crate::destinations::token::SecretToken;
 pub use client::{MetaClient, MetaConfig};
 pub use destination::{delete_audience, MetaDestination};
 pub use error::{ErrorKind, MetaError};
+pub use row::MetaRow;

@@ -13,11 +13,55 @@ use super::error::MetaError;
 /// Meta's maximum number of rows in one `/users` or `/usersreplace` request.
 pub const MAX_ROWS: usize = 10_000;
 
-/// A member payload: rows of values in schema order, `""` for unknown values.
-#[derive(Clone, Copy, Serialize)]
+/// The schema key of a value-based list's value: a number, not hashed, last in each row here.
+pub const LOOKALIKE_VALUE: &str = "LOOKALIKE_VALUE";
+
+/// A member payload: rows of values in schema order, `""` for unknown values. A value-based
+/// list's rows also carry `values` (one each, the schema's last key being
+/// [`LOOKALIKE_VALUE`]): sent as JSON numbers after the row's strings.
+#[derive(Clone, Copy)]
 pub struct UsersPayload<'a> {
     pub schema: &'a [&'a str],
     pub data: &'a [Vec<String>],
+    pub values: Option<&'a [f64]>,
+}
+
+impl Serialize for UsersPayload<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        /// One row: its strings, then its value if any.
+        struct ValuedRow<'a>(&'a [String], Option<f64>);
+        impl Serialize for ValuedRow<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut row =
+                    s.serialize_seq(Some(self.0.len() + usize::from(self.1.is_some())))?;
+                for cell in self.0 {
+                    row.serialize_element(cell)?;
+                }
+                if let Some(v) = self.1 {
+                    row.serialize_element(&v)?;
+                }
+                row.end()
+            }
+        }
+        struct Rows<'a>(&'a UsersPayload<'a>);
+        impl Serialize for Rows<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let p = self.0;
+                let value = |i: usize| p.values.and_then(|v| v.get(i).copied());
+                s.collect_seq(
+                    p.data
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| ValuedRow(r, value(i))),
+                )
+            }
+        }
+        let mut m = s.serialize_struct("UsersPayload", 2)?;
+        m.serialize_field("schema", self.schema)?;
+        m.serialize_field("data", &Rows(self))?;
+        m.end()
+    }
 }
 
 impl fmt::Debug for UsersPayload<'_> {
@@ -174,18 +218,40 @@ pub(super) fn validate_payload(payload: &UsersPayload<'_>) -> Result<(), MetaErr
             payload.data.len()
         )));
     }
+    let valued = usize::from(payload.values.is_some());
     if let Some(i) = payload
         .data
         .iter()
-        .position(|row| row.len() != payload.schema.len())
+        .position(|row| row.len() + valued != payload.schema.len())
     {
         return Err(MetaError::InvalidRequest(format!(
             "row {i} has {} values but the schema has {} keys",
-            payload.data[i].len(),
+            payload.data[i].len() + valued,
             payload.schema.len()
         )));
     }
-    Ok(())
+    validate_values(payload)
+}
+
+/// A value-based payload: one value a row, each a number of at least 0 (Meta's rule), under
+/// [`LOOKALIKE_VALUE`] as the schema's last key; no such key without values.
+fn validate_values(payload: &UsersPayload<'_>) -> Result<(), MetaError> {
+    let last_is_value = payload.schema.last() == Some(&LOOKALIKE_VALUE);
+    let bad = |m: &str| Err(MetaError::InvalidRequest(m.to_string()));
+    match payload.values {
+        None if payload.schema.contains(&LOOKALIKE_VALUE) => {
+            bad("LOOKALIKE_VALUE is in the schema but the rows carry no values")
+        }
+        None => Ok(()),
+        Some(_) if !last_is_value => {
+            bad("rows with values need LOOKALIKE_VALUE last in the schema")
+        }
+        Some(v) if v.len() != payload.data.len() => bad("one value is needed for each row"),
+        Some(v) if v.iter().any(|x| !x.is_finite() || *x < 0.0) => {
+            bad("LOOKALIKE_VALUE must be a number of at least 0")
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 fn de_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -248,7 +314,37 @@ mod tests {
         let payload = UsersPayload {
             schema: &["EMAIL"],
             data: &[vec!["secretvalue".to_string()]],
+            values: None,
         };
         assert!(!format!("{payload:?}").contains("secretvalue"));
+    }
+
+    #[test]
+    fn a_value_based_payload_sends_each_value_as_a_number_after_the_hashes() {
+        let data = [vec!["a".to_string()], vec!["b".to_string()]];
+        let payload = UsersPayload {
+            schema: &["EMAIL", LOOKALIKE_VALUE],
+            data: &data,
+            values: Some(&[44.5, 0.0]),
+        };
+        assert!(validate_payload(&payload).is_ok());
+        assert_eq!(
+            serde_json::to_value(payload).unwrap(),
+            json!({"schema": ["EMAIL", "LOOKALIKE_VALUE"], "data": [["a", 44.5], ["b", 0.0]]})
+        );
+        for (schema, values) in [
+            (&["EMAIL", LOOKALIKE_VALUE][..], Some(&[1.0, -1.0][..])),
+            (&["EMAIL", LOOKALIKE_VALUE][..], Some(&[1.0, f64::NAN][..])),
+            (&["EMAIL", LOOKALIKE_VALUE][..], Some(&[1.0][..])),
+            (&["EMAIL", LOOKALIKE_VALUE][..], None),
+            (&[LOOKALIKE_VALUE, "EMAIL"][..], Some(&[1.0, 2.0][..])),
+        ] {
+            let p = UsersPayload {
+                schema,
+                data: &data,
+                values,
+            };
+            assert!(validate_payload(&p).is_err(), "{schema:?} {values:?}");
+        }
     }
 }

@@ -27,6 +27,7 @@ const AUDIENCE_FIELDS: &[&str] = &[
     "subtype",
     "account_id",
     "customer_file_source",
+    "is_value_based",
     "approximate_count_lower_bound",
     "approximate_count_upper_bound",
     "operation_status",
@@ -176,6 +177,7 @@ fn create_audience(st: &mut FakeState, account: &str, params: &Map<String, Value
         description,
         subtype: String::new(),
         customer_file_source: None,
+        is_value_based: false,
         origin_audience_id: None,
         lookalike_spec: None,
         rule: None,
@@ -184,6 +186,18 @@ fn create_audience(st: &mut FakeState, account: &str, params: &Map<String, Value
         flagged: false,
         created: unix_now(),
     };
+    // Value-based lookalikes' seeds: customer lists created with is_value_based=1.
+    let value_based = match params.get("is_value_based") {
+        None => false,
+        Some(v) => match json_bool(v).or_else(|| v.as_u64().filter(|n| *n <= 1).map(|n| n == 1)) {
+            Some(b) => b,
+            None => return st.invalid("Param is_value_based must be a boolean"),
+        },
+    };
+    if value_based && subtype.as_deref() != Some("CUSTOM") {
+        return st.invalid("is_value_based applies only to customer list custom audiences");
+    }
+    audience.is_value_based = value_based;
     match (subtype.as_deref(), has_rule) {
         (Some("CUSTOM"), false) => {
             match param_str(params, "customer_file_source") {
@@ -454,6 +468,7 @@ fn render_audience(st: &mut FakeState, idx: usize, fields: &[String]) -> Value {
             "subtype" => json!(a.subtype),
             "account_id" => json!(a.account_id),
             "customer_file_source" => json!(a.customer_file_source),
+            "is_value_based" => json!(a.is_value_based),
             "approximate_count_lower_bound" => json!(n - n / 10),
             "approximate_count_upper_bound" => json!(n + n / 10),
             "operation_status" => {
@@ -573,6 +588,17 @@ fn users(st: &mut FakeState, id: &str, params: &Map<String, Value>, mode: Mode) 
         Ok(p) => p,
         Err(e) => return st.invalid(&e),
     };
+    // Meta's value-based lists: the value column on those, and only on those.
+    let has_value = payload.schema.iter().any(|k| k == "LOOKALIKE_VALUE");
+    if audience.is_value_based && !has_value {
+        return st
+            .invalid("The schema of a value-based custom audience must include LOOKALIKE_VALUE");
+    }
+    if !audience.is_value_based && has_value {
+        return st.invalid(
+            "LOOKALIKE_VALUE can only be used with a value-based custom audience (is_value_based)",
+        );
+    }
     let session = match parse_session(params) {
         Ok(s) => s,
         Err(e) => return st.invalid(&e),

@@ -66,6 +66,8 @@ pub struct FakeAudience {
     /// `CUSTOM`, `LOOKALIKE` or `WEBSITE`.
     pub subtype: String,
     pub customer_file_source: Option<String>,
+    /// A value-based customer list (`is_value_based`): its rows carry `LOOKALIKE_VALUE`.
+    pub is_value_based: bool,
     pub origin_audience_id: Option<String>,
     pub lookalike_spec: Option<Value>,
     pub rule: Option<Value>,
@@ -378,6 +380,7 @@ impl FakeMeta {
             description: None,
             subtype: "CUSTOM".to_string(),
             customer_file_source: Some("USER_PROVIDED_ONLY".to_string()),
+            is_value_based: false,
             origin_audience_id: None,
             lookalike_spec: None,
             rule: None,

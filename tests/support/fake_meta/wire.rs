@@ -394,8 +394,19 @@ pub(super) fn parse_payload(params: &Map<String, Value>) -> Result<Payload, Stri
         let mut out = Vec::with_capacity(cells.len());
         for (key, cell) in schema.iter().zip(cells) {
             let value = match cell {
+                // Not hashed: a number, integer or float, at least 0.
+                Value::Number(n)
+                    if key == "LOOKALIKE_VALUE" && n.as_f64().is_some_and(|v| v >= 0.0) =>
+                {
+                    n.to_string()
+                }
+                _ if key == "LOOKALIKE_VALUE" => {
+                    return Err(format!(
+                        "payload.data[{i}] LOOKALIKE_VALUE: must be a non-negative number (integer \
+                         or float), not hashed"
+                    ))
+                }
                 Value::String(s) => s.clone(),
-                Value::Number(n) if key == "LOOKALIKE_VALUE" => n.to_string(),
                 _ => return Err(format!("payload.data[{i}] {key}: values must be strings")),
             };
             if !value.is_empty() && !UNHASHED_KEYS.contains(&key.as_str()) && !is_sha256_hex(&value)
