@@ -93,7 +93,7 @@ BEGIN
                                   OFFSET 0) s
               WHERE NOT EXISTS (SELECT 1 FROM person p
                                 WHERE p.id = c.person_id AND p.marketing_opt_out)
-                -- Not in the audience's holdout (V12).
+                -- Not in the audience's holdout (V10).
                 AND (v_holdout = 0 OR audience_holdout_bucket(p_audience_id, c.person_id) >= v_holdout)) e
         FULL JOIN (SELECT a.id, a.person_id, a.removal_pending, a.hashes IS NOT NULL AS sent, a.is_synced AS synced
                    FROM pg_temp.audience_member_candidates c
@@ -155,7 +155,7 @@ BEGIN
     UPDATE custom_audience
     -- A new percentage (or segment) saved while this diff ran (saving it does not wait for
     -- the FOR KEY SHARE lock taken above) was not applied by it: no horizon then, so the next
-    -- diff is full (V12).
+    -- diff is full (V10).
     SET changes_from = CASE WHEN holdout_percent IS DISTINCT FROM v_holdout
                               OR segment_id IS DISTINCT FROM v_segment
                             THEN NULL ELSE pg_snapshot_xmin(v_seen) END,
