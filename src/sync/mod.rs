@@ -7,6 +7,7 @@
 //! that holds the lock, which is all a Lambda instance needs.
 
 pub mod change_log;
+pub mod history;
 pub mod lock;
 pub mod log;
 pub mod member_store;
@@ -141,6 +142,10 @@ pub async fn run(
         }
         Err(e) => Err(e),
     };
+    if let Ok(r) = &result {
+        // The outcome is committed: the alerts it calls for (failed, blocked, a size drop).
+        crate::alerts::after_sync(app, lock.client(), r.sync_log_id).await;
+    }
     lock.release().await?;
     result
 }

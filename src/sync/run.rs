@@ -15,7 +15,7 @@ use crate::destinations::linkedin::{LinkedinDestination, LinkedinRow};
 use crate::destinations::meta::hashing::HashedRow;
 use crate::destinations::meta::MetaDestination;
 use crate::destinations::tiktok::{TiktokDestination, TiktokRow};
-use crate::destinations::{deadline, DatabaseOnly, Destination, Opening, Platform};
+use crate::destinations::{deadline, DatabaseOnly, Destination, Opening, Platform, PlatformSize};
 use crate::error::{Error, Result};
 
 /// A second connection, when the pool has one idle or room for one: never waited for, since
@@ -93,6 +93,7 @@ pub(super) async fn locked(
         total_known: unsettled == 0,
         platform_before,
         replaces: true,
+        size: None,
     };
     // Each platform is one destination; without its credentials, the database side alone.
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
@@ -138,6 +139,7 @@ pub(super) async fn locked(
 /// Runs the sync's passes against one destination, and keeps what it answered.
 async fn drive<D: Destination>(run: &mut Run<'_>, mut dest: D) -> (Result<()>, serde_json::Value) {
     let result = run.with(&mut dest).await;
+    run.size = dest.size();
     (result, dest.response())
 }
 
@@ -227,6 +229,8 @@ struct Run<'a> {
     platform_before: (Option<String>, Option<String>, Option<String>),
     /// The destination replaces its audience in a full sync ([`Destination::replaces`]).
     replaces: bool,
+    /// The platform's size read back after the members ([`Destination::size`]).
+    size: Option<PlatformSize>,
 }
 
 fn platform_ids(a: &Audience) -> (Option<String>, Option<String>, Option<String>) {
@@ -414,6 +418,8 @@ impl Run<'_> {
             failed_count: (failed as u64 + unquoted) as i32,
             meta_response: response,
             details: c.to_json(),
+            removed: c.removed as i64,
+            size: self.size.clone(),
         };
         let (status, error_message) = match (result, self.end) {
             (Ok(()), PassEnd::Paused) => {

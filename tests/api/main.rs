@@ -14,6 +14,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod audiences;
 mod browser;
 mod changes;
@@ -24,6 +25,8 @@ mod destinations;
 mod erasure;
 mod faults;
 mod google;
+mod health;
+mod history;
 mod lambda_events;
 mod lambda_logs;
 mod linkedin;
