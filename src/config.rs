@@ -81,13 +81,6 @@ pub struct AlertSettings {
     pub size_drop_percent: u32,
 }
 
-impl AlertSettings {
-    /// Some channel is configured: events are recorded and delivered.
-    pub fn enabled(&self) -> bool {
-        self.webhook_url.is_some() || self.topic_arn.is_some()
-    }
-}
-
 impl Default for AlertSettings {
     fn default() -> Self {
         AlertSettings {
@@ -720,6 +713,37 @@ mod tests {
                 Config::from_vars(&vars(&[(token_var, "s3cret"), (var, value)])).expect_err(var);
             assert_eq!(err.var(), var, "{err}");
             assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn alert_settings_are_checked_and_the_webhook_never_shows() {
+        let hook = "https://hooks.slack.com/services/T0/B0/very-secret-part";
+        let config = Config::from_vars(&vars(&[
+            ("ALERT_WEBHOOK_URL", hook),
+            (
+                "ALERT_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.alerts.webhook_url.as_ref().map(|u| u.as_str()),
+            Some(hook)
+        );
+        assert_eq!(config.alerts.size_drop_percent, 20);
+        assert!(!format!("{config:?}").contains("very-secret-part"));
+        for (var, value) in [
+            ("ALERT_WEBHOOK_URL", "http://hooks.example/x"),
+            ("ALERT_TOPIC_ARN", "alerts"),
+            ("ALERT_SIZE_DROP_PERCENT", "0"),
+            ("ALERT_SIZE_DROP_PERCENT", "twenty"),
+        ] {
+            let Err(e) = Config::from_vars(&vars(&[(var, value)])) else {
+                panic!("{var}={value} accepted");
+            };
+            assert_eq!(e.var(), var);
+            assert!(!e.to_string().contains("hooks.example"), "{e}");
         }
     }
 
