@@ -25,6 +25,10 @@ pub struct App {
     /// `None` when TikTok is not configured.
     pub tiktok: Option<Arc<TiktokClient>>,
     pub sync: SyncSettings,
+    /// Where alerts go (DESIGN §8.4); nothing when no channel is configured.
+    pub alerts: Arc<crate::alerts::Alerts>,
+    /// The last health report, reused for a while (`GET /api/health`, the scheduler pass).
+    pub health: crate::health::Cache,
 }
 
 impl App {
@@ -66,6 +70,8 @@ impl App {
             linkedin,
             tiktok,
             sync: config.sync.clone(),
+            alerts: Arc::new(crate::alerts::Alerts::build(&config.alerts).await),
+            health: crate::health::Cache::default(),
         })
     }
 }

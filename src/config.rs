@@ -68,6 +68,42 @@ impl Default for SyncSettings {
     }
 }
 
+/// Where alerts go and when a size drop is one (DESIGN §8.4).
+#[derive(Clone)]
+pub struct AlertSettings {
+    /// `ALERT_WEBHOOK_URL`: a Slack-compatible incoming webhook (`{"text": …}`). A webhook URL is
+    /// a credential: it never appears in `Debug` output, logs or errors.
+    pub webhook_url: Option<url::Url>,
+    /// `ALERT_TOPIC_ARN`: an SNS topic (the template's `AlertTopicArn`).
+    pub topic_arn: Option<String>,
+    /// `ALERT_SIZE_DROP_PERCENT` (default 20, 1 to 100): a platform size falling by more than
+    /// this share between syncs is an alert.
+    pub size_drop_percent: u32,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            webhook_url: None,
+            topic_arn: None,
+            size_drop_percent: 20,
+        }
+    }
+}
+
+impl fmt::Debug for AlertSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlertSettings")
+            .field(
+                "webhook_url",
+                &self.webhook_url.as_ref().map(|_| "[redacted]"),
+            )
+            .field("topic_arn", &self.topic_arn)
+            .field("size_drop_percent", &self.size_drop_percent)
+            .finish()
+    }
+}
+
 /// How often `audiences serve` runs a scheduler pass unless told otherwise: as often as the
 /// template's schedule starts the scheduled Lambda.
 pub const DEFAULT_SCHEDULER_INTERVAL: Duration = Duration::from_secs(60);
@@ -92,6 +128,7 @@ pub struct Config {
     /// 300 s elsewhere.
     pub db_statement_timeout: Duration,
     pub sync: SyncSettings,
+    pub alerts: AlertSettings,
     /// `SCHEDULER_INTERVAL_SECONDS` (default 60; 0: off): how often `audiences serve` runs a
     /// scheduler pass in-process. `None`: no pass (`serve --no-scheduler`); unused in Lambda,
     /// where EventBridge starts the passes.
@@ -118,6 +155,7 @@ impl fmt::Debug for Config {
             .field("db_ca_bundle", &self.db_ca_bundle)
             .field("db_statement_timeout", &self.db_statement_timeout)
             .field("sync", &self.sync)
+            .field("alerts", &self.alerts)
             .field("scheduler_interval", &self.scheduler_interval)
             .field("log_json", &self.log_json)
             .field("log_filter", &self.log_filter)
@@ -249,6 +287,7 @@ impl Config {
                 reserve: seconds("SYNC_RESERVE_SECONDS", defaults.reserve)?,
                 lease: seconds("SYNC_LEASE_SECONDS", defaults.lease)?,
             },
+            alerts: alert_settings(vars)?,
             scheduler_interval: Some(seconds(
                 "SCHEDULER_INTERVAL_SECONDS",
                 DEFAULT_SCHEDULER_INTERVAL,
@@ -362,6 +401,46 @@ impl Config {
         }
         Ok(self)
     }
+}
+
+fn alert_settings(vars: Vars<'_>) -> Result<AlertSettings, ConfigError> {
+    let webhook_url = match get(vars, "ALERT_WEBHOOK_URL") {
+        Some(_) => Some(
+            api_url(vars, "ALERT_WEBHOOK_URL", "")?
+                .parse()
+                .map_err(|_| ConfigError::Invalid {
+                    var: "ALERT_WEBHOOK_URL",
+                    message: "must be an absolute URL".into(),
+                })?,
+        ),
+        None => None,
+    };
+    let topic_arn = get(vars, "ALERT_TOPIC_ARN").map(|a| a.trim().to_string());
+    if let Some(arn) = &topic_arn {
+        if !arn.starts_with("arn:") || arn.split(':').count() != 6 {
+            return Err(ConfigError::Invalid {
+                var: "ALERT_TOPIC_ARN",
+                message: "must be an SNS topic ARN, arn:aws:sns:<region>:<account>:<name>".into(),
+            });
+        }
+    }
+    let size_drop_percent = match get(vars, "ALERT_SIZE_DROP_PERCENT") {
+        Some(v) => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| (1..=100).contains(p))
+            .ok_or(ConfigError::Invalid {
+                var: "ALERT_SIZE_DROP_PERCENT",
+                message: "must be a whole number from 1 to 100".into(),
+            })?,
+        None => AlertSettings::default().size_drop_percent,
+    };
+    Ok(AlertSettings {
+        webhook_url,
+        topic_arn,
+        size_drop_percent,
+    })
 }
 
 /// A token from a plain variable.
@@ -634,6 +713,37 @@ mod tests {
                 Config::from_vars(&vars(&[(token_var, "s3cret"), (var, value)])).expect_err(var);
             assert_eq!(err.var(), var, "{err}");
             assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn alert_settings_are_checked_and_the_webhook_never_shows() {
+        let hook = "https://hooks.slack.com/services/T0/B0/very-secret-part";
+        let config = Config::from_vars(&vars(&[
+            ("ALERT_WEBHOOK_URL", hook),
+            (
+                "ALERT_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.alerts.webhook_url.as_ref().map(|u| u.as_str()),
+            Some(hook)
+        );
+        assert_eq!(config.alerts.size_drop_percent, 20);
+        assert!(!format!("{config:?}").contains("very-secret-part"));
+        for (var, value) in [
+            ("ALERT_WEBHOOK_URL", "http://hooks.example/x"),
+            ("ALERT_TOPIC_ARN", "alerts"),
+            ("ALERT_SIZE_DROP_PERCENT", "0"),
+            ("ALERT_SIZE_DROP_PERCENT", "twenty"),
+        ] {
+            let Err(e) = Config::from_vars(&vars(&[(var, value)])) else {
+                panic!("{var}={value} accepted");
+            };
+            assert_eq!(e.var(), var);
+            assert!(!e.to_string().contains("hooks.example"), "{e}");
         }
     }
 

@@ -280,6 +280,23 @@ pub async fn connect(
 
 /// Applies pending migrations, each once, in order. An advisory lock keeps two instances that
 /// start together from racing.
+/// Whether every migration built into this binary is applied to the database, with the same
+/// checksum (the health check): refinery's history table against the embedded list.
+pub async fn migrations_current(db: &impl tokio_postgres::GenericClient) -> Result<bool, DbError> {
+    let rows = db
+        .query(
+            "SELECT version::bigint, checksum FROM refinery_schema_history",
+            &[],
+        )
+        .await?;
+    let applied: std::collections::HashMap<i64, String> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .all(|m| applied.get(&i64::from(m.version())) == Some(&m.checksum().to_string())))
+}
+
 pub async fn migrate(url: &str, ca: &CaSource) -> Result<usize, DbError> {
     let (mut client, task) = connect(url, ca).await?;
     client

@@ -255,6 +255,11 @@ pub trait Destination {
     }
     /// What the sync log keeps of the destination's answers.
     fn response(&self) -> Value;
+    /// The platform's size of the audience as [`Destination::finish`] read it back (`None`:
+    /// not read, or the platform gives none): the sync's point of history.
+    fn size(&self) -> Option<PlatformSize> {
+        None
+    }
     /// What a checkpoint must remember to continue in another invocation.
     fn checkpoint(&self) -> Value {
         Value::Null
@@ -268,6 +273,55 @@ pub trait Destination {
     /// left out. A destination without a platform (not configured) makes none.
     fn plan(&self, _audience: &Audience, _step: Step) -> Vec<PlannedCall> {
         Vec::new()
+    }
+}
+
+/// A platform's view of an audience's size, read back after a sync (each platform's folder
+/// maps its own figures into this; `None` where it gives none).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PlatformSize {
+    pub lower: Option<i64>,
+    pub upper: Option<i64>,
+    /// The platform's own match rate (0 to 1), when it reports one (Google).
+    pub match_rate: Option<f64>,
+    pub operation_status: Option<Value>,
+    pub delivery_status: Option<Value>,
+}
+
+/// What `GET /api/health` says of one platform (DESIGN §8.4): `ok` with a sentence, or what is
+/// wrong and what to do about it. Never a secret: messages are fixed sentences plus the
+/// platform's error code and the account id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlatformHealth {
+    pub configured: bool,
+    pub ok: bool,
+    pub message: String,
+}
+
+impl PlatformHealth {
+    pub fn ok(message: impl Into<String>) -> Self {
+        PlatformHealth {
+            configured: true,
+            ok: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad(message: impl Into<String>) -> Self {
+        PlatformHealth {
+            configured: true,
+            ok: false,
+            message: message.into(),
+        }
+    }
+
+    /// Not configured is not a failure: the platform is simply not used.
+    pub fn not_configured(how: &str) -> Self {
+        PlatformHealth {
+            configured: false,
+            ok: true,
+            message: format!("not configured: {how}"),
+        }
     }
 }
 

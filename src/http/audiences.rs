@@ -14,16 +14,41 @@ use crate::destinations::Platform;
 use crate::error::Error;
 use crate::sync::{log, member_store};
 
-/// GET, POST /api/audiences
+/// GET, POST /api/audiences; GET /api/health
 pub fn collection() -> Router<App> {
-    Router::new().route("/api/audiences", get(list).post(create))
+    Router::new()
+        .route("/api/audiences", get(list).post(create))
+        .route("/api/health", get(health))
 }
 
-/// GET, PUT, DELETE /api/audiences/{id}
+/// GET, PUT, DELETE /api/audiences/{id}; GET /api/audiences/{id}/holdout and /history
 pub fn item() -> Router<App> {
     Router::new()
         .route("/api/audiences/{id}", get(show).put(update).delete(delete))
         .route("/api/audiences/{id}/holdout", get(holdout))
+        .route("/api/audiences/{id}/history", get(history))
+}
+
+/// 200 when the database and every configured platform are fine, 503 otherwise (DESIGN §8.4).
+async fn health(State(app): State<App>) -> ApiResult {
+    let report = crate::health::check(&app).await;
+    let status = match report.is_ok() {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Ok(json(status, &report))
+}
+
+/// One point per finished sync, newest first, paged.
+async fn history(State(app): State<App>, Id(id): Id, params: Params) -> ApiResult {
+    let page = params.page()?;
+    let db = crate::db::get(&app.pool).await?;
+    // An unknown audience is a 404, not an empty history.
+    store::get(&**db, id).await?;
+    Ok(response::page(
+        "history",
+        log::history_page(&**db, id, &page).await?,
+    ))
 }
 
 /// Fields the server sets. `meta_audience_id` among them: pointing an audience at another Meta

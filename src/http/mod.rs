@@ -24,9 +24,9 @@ use crate::app::App;
 /// The Lambda functions of the API, each serving its own routes. `All` is the local server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
-    /// GET, POST /api/audiences
+    /// GET, POST /api/audiences; GET /api/health
     Audiences,
-    /// GET, PUT, DELETE /api/audiences/{id}, GET /api/audiences/{id}/holdout
+    /// GET, PUT, DELETE /api/audiences/{id}; GET /api/audiences/{id}/holdout and /history
     Audience,
     /// POST /api/audiences/sync
     Sync,

@@ -70,6 +70,83 @@ pub async fn get(db: &impl GenericClient, id: Uuid) -> Result<Option<SyncLog>> {
         .map(|r| SyncLog::from_row(&r)))
 }
 
+/// A finished sync as history and alerts read it: its outcome, and the platform's size after it
+/// and after the audience's last completed sync before it that read one.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub audience_id: Uuid,
+    pub audience_name: String,
+    pub platform: String,
+    pub status: String,
+    pub error_message: Option<String>,
+    pub size: (Option<i64>, Option<i64>),
+    pub size_before: (Option<i64>, Option<i64>),
+}
+
+/// The sync `log_id` once finished (`None`: unknown, still running, or its audience deleted).
+pub async fn closed(db: &impl GenericClient, log_id: Uuid) -> Result<Option<Closed>> {
+    let row = db
+        .query_opt(
+            "SELECT l.audience_id, a.name, a.destination, l.status, l.error_message,                     l.approximate_count_lower_bound, l.approximate_count_upper_bound,                     p.approximate_count_lower_bound, p.approximate_count_upper_bound              FROM audience_sync_log l JOIN custom_audience a ON a.id = l.audience_id              LEFT JOIN LATERAL (                  SELECT approximate_count_lower_bound, approximate_count_upper_bound                  FROM audience_sync_log p                  WHERE p.audience_id = l.audience_id AND p.status = 'completed'                    AND (p.created_at, p.id) < (l.created_at, l.id)                    AND (p.approximate_count_lower_bound IS NOT NULL                         OR p.approximate_count_upper_bound IS NOT NULL)                  ORDER BY p.created_at DESC, p.id DESC LIMIT 1) p ON true              WHERE l.id = $1 AND l.status IN ('completed', 'failed', 'blocked')",
+            &[&log_id],
+        )
+        .await?;
+    Ok(row.map(|r| Closed {
+        audience_id: r.get(0),
+        audience_name: r.get(1),
+        platform: r.get(2),
+        status: r.get(3),
+        error_message: r.get(4),
+        size: (r.get(5), r.get(6)),
+        size_before: (r.get(7), r.get(8)),
+    }))
+}
+
+/// A page of the audience's history (`GET /api/audiences/{id}/history`): its finished syncs,
+/// newest first.
+pub async fn history_page(
+    db: &impl GenericClient,
+    audience_id: Uuid,
+    page: &crate::input::PageRequest,
+) -> Result<crate::input::Page<super::history::Point>> {
+    let (after_at, after_id) = page.after_key();
+    let rows = db
+        .query(
+            "SELECT id, created_at, coalesce(completed_at, created_at), synced_count,                     failed_count, removed_count, approximate_count_lower_bound,                     approximate_count_upper_bound, match_rate, operation_status, delivery_status              FROM audience_sync_log              WHERE audience_id = $1 AND status IN ('completed', 'failed', 'blocked')                AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))              ORDER BY created_at DESC, id DESC LIMIT $4",
+            &[&audience_id, &after_at, &after_id, &page.fetch_limit()],
+        )
+        .await?;
+    let points = rows
+        .iter()
+        .map(|r| {
+            let created_at: DateTime<Utc> = r.get(1);
+            (
+                created_at,
+                super::history::Point {
+                    at: r.get(2),
+                    sync_log_id: r.get(0),
+                    sent: r.get(3),
+                    failed: r.get(4),
+                    removed: r.get(5),
+                    approximate_count_lower_bound: r.get(6),
+                    approximate_count_upper_bound: r.get(7),
+                    match_rate: r.get(8),
+                    operation_status: r.get(9),
+                    delivery_status: r.get(10),
+                },
+            )
+        })
+        .collect();
+    let keyed = page.page(points, |(created_at, p)| crate::input::Cursor {
+        created_at: *created_at,
+        id: p.sync_log_id,
+    });
+    Ok(crate::input::Page {
+        items: keyed.items.into_iter().map(|(_, p)| p).collect(),
+        next: keyed.next,
+    })
+}
+
 /// When the audience's last completed full sync ended (`None`: it never had one), read from
 /// `idx_audience_sync_log_full_completed`.
 pub async fn last_full_sync(
@@ -198,6 +275,10 @@ pub struct Outcome {
     pub failed_count: i32,
     pub meta_response: Value,
     pub details: Value,
+    /// Members removed from the platform (history).
+    pub removed: i64,
+    /// The platform's size read back after the sync (history; `None`: not read).
+    pub size: Option<crate::destinations::PlatformSize>,
 }
 
 /// in_progress → completed (`error` is `None`: the audience is active, synced now) or failed
@@ -211,12 +292,16 @@ pub async fn close(
     error: Option<&str>,
     o: &Outcome,
 ) -> Result<()> {
+    let size = o.size.clone().unwrap_or_default();
     db.execute(
         "WITH l AS (UPDATE audience_sync_log \
                     SET status = CASE WHEN $3::text IS NULL THEN 'completed' ELSE 'failed' END, \
                         completed_at = now(), error_message = $3, \
                         checkpoint = CASE WHEN $3::text IS NULL THEN NULL ELSE checkpoint END, \
-                        synced_count = $4, failed_count = $5, meta_response = $6, details = $7 \
+                        synced_count = $4, failed_count = $5, meta_response = $6, details = $7, \
+                        removed_count = $9, members_held = $8, \
+                        approximate_count_lower_bound = $10, approximate_count_upper_bound = $11, \
+                        match_rate = $12, operation_status = $13, delivery_status = $14 \
                     WHERE id = $1) \
          UPDATE custom_audience \
          SET status = CASE WHEN $3::text IS NULL THEN 'active' ELSE 'failed' END, \
@@ -232,6 +317,12 @@ pub async fn close(
             &o.meta_response,
             &o.details,
             &o.total_synced,
+            &(o.removed.min(i64::from(i32::MAX)) as i32),
+            &size.lower,
+            &size.upper,
+            &super::history::match_rate(&size, i64::from(o.total_synced)),
+            &size.operation_status,
+            &size.delivery_status,
         ],
     )
     .await?;

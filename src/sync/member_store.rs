@@ -482,7 +482,11 @@ impl<'a> PageReader<'a> {
             Some(_) if members.is_empty() => Some(Vec::new()),
             Some(statement) => {
                 let ids: Vec<Uuid> = members.iter().map(|m| m.get(1)).collect();
-                Some(self.reader.query(statement, &[&ids, &self.audience_id]).await?)
+                Some(
+                    self.reader
+                        .query(statement, &[&ids, &self.audience_id])
+                        .await?,
+                )
             }
         };
         Ok(Page { members, persons })

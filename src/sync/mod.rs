@@ -12,6 +12,7 @@ pub mod change_log;
 mod diff;
 pub mod dry_run;
 pub mod guard;
+pub mod history;
 pub mod lock;
 pub mod log;
 pub mod member_store;
@@ -186,6 +187,10 @@ pub async fn run_with(
         }
         Err(e) => Err(e),
     };
+    if let Ok(r) = &result {
+        // The outcome is committed: the alerts it calls for (failed, blocked, a size drop).
+        crate::alerts::after_sync(app, lock.client(), r.sync_log_id).await;
+    }
     lock.release().await?;
     result
 }

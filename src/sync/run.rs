@@ -11,7 +11,7 @@ use super::members::{self, Checkpoint, Counters, Pass, PassEnd};
 use super::{diff, log, member_store, AudienceLock, Progress, SyncResult, SyncStatus, SyncType};
 use crate::app::App;
 use crate::audience::{Audience, AudienceType};
-use crate::destinations::{deadline, Destination, Opening};
+use crate::destinations::{deadline, Destination, Opening, PlatformSize};
 use crate::error::{Error, Result};
 
 /// Evaluates `$body` with `$dest` bound to the destination of `$audience` (an `&Audience`):
@@ -150,6 +150,7 @@ pub(super) async fn locked(
         replaces: true,
         force,
         blocked: None,
+        size: None,
     };
     // Its calls (and their retries) end in time for the sync to pause at its deadline.
     let (result, response) = deadline::within(deadline, async {
@@ -167,6 +168,7 @@ pub(super) async fn locked(
 /// Runs the sync's passes against one destination, and keeps what it answered.
 async fn drive<D: Destination>(run: &mut Run<'_>, mut dest: D) -> (Result<()>, serde_json::Value) {
     let result = run.with(&mut dest).await;
+    run.size = dest.size();
     (result, dest.response())
 }
 
@@ -265,6 +267,8 @@ struct Run<'a> {
     force: bool,
     /// The guardrails stopped the sync before any platform call (its diff was not kept).
     blocked: Option<Block>,
+    /// The platform's size read back after the members ([`Destination::size`]).
+    size: Option<PlatformSize>,
 }
 
 /// The pass a sync of `sync_type` makes: see [`Pass`]. `changes_only`: its diff was made from
@@ -484,6 +488,8 @@ impl Run<'_> {
             failed_count: (failed as u64 + unquoted) as i32,
             meta_response: response,
             details: c.to_json(),
+            removed: c.removed as i64,
+            size: self.size.clone(),
         };
         let (status, error_message) = match (result, self.end) {
             (Ok(()), PassEnd::Paused) => {

@@ -75,6 +75,8 @@ pub(super) async fn pass(app: &App, opts: &TickOptions, tally: &mut Tally) -> Re
     let second = purge::these(app, until, again.into_iter().map(|(id, _)| id).collect()).await;
     tally.purged = (first.removed + second.removed) as usize;
     tally.purge_waiting = waiting.len() + second.waiting.len();
+    // Health turning bad is an alert; what is still undelivered goes out (never fails the pass).
+    crate::alerts::scheduler_pass(app).await;
     Ok(())
 }
 

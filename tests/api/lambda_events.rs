@@ -43,6 +43,13 @@ async fn every_route_through_its_lambda_event() {
     assert_eq!(got["members"].as_array().unwrap().len(), 7);
     assert_eq!(got["sync_logs"].as_array().unwrap().len(), 2);
 
+    let (s, history) = invoke(&t, Group::Audience, "audience-history", Some(&id)).await;
+    assert_eq!(s, 200, "{history}");
+    assert_eq!(history["history"].as_array().unwrap().len(), 2);
+    let (s, health) = invoke(&t, Group::Audiences, "health", None).await;
+    assert_eq!(s, 200, "{health}");
+    assert_eq!(health["database"]["migrations_current"], true);
+
     let (s, updated) = invoke(&t, Group::Audience, "audience-update", Some(&id)).await;
     assert_eq!(s, 200, "{updated}");
     assert_eq!(updated["sync_interval_hours"], 12);

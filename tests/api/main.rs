@@ -14,6 +14,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod audiences;
 mod browser;
 mod changes;
@@ -25,6 +26,8 @@ mod erasure;
 mod faults;
 mod google;
 mod guard;
+mod health;
+mod history;
 mod holdout;
 mod lambda_events;
 mod lambda_logs;

@@ -532,6 +532,19 @@ async fn real_answers_match_the_spec_for_their_status() {
         200,
     )
     .await;
+    // Its history (two points: its own sync and sync-all's) and the service's health.
+    let history = c
+        .call(
+            "GET",
+            "/api/audiences/{id}/history",
+            &format!("{path}/history?limit=10"),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(history["history"].as_array().unwrap().len(), 2, "{history}");
+    let health = c.call("GET", "/api/health", "/api/health", None, 200).await;
+    assert_eq!(health["status"], "ok", "{health}");
 
     // The errors: each status as the spec documents it.
     let unknown = format!("/api/audiences/{}", Uuid::new_v4());

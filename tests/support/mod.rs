@@ -9,6 +9,7 @@ pub mod fake_meta;
 pub mod fake_tiktok;
 pub mod lambda;
 pub mod tls;
+pub mod webhook;
 
 use std::sync::OnceLock;
 
@@ -115,12 +116,22 @@ pub fn test_config() -> Config {
 /// [`server::run`]) from the default configuration as `configure` changes it. No in-process
 /// scheduler unless `configure` sets `scheduler_interval`: tests run their passes themselves.
 pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_built(configure, |_| {}).await
+}
+
+/// As [`spawn_app_configured`], with `adjust` changing the built [`App`] before it serves (parts
+/// the configuration cannot name, e.g. an SNS client pointed at moto).
+pub async fn spawn_app_built(
+    configure: impl FnOnce(&mut Config),
+    adjust: impl FnOnce(&mut App),
+) -> TestApp {
     let db_url = fresh_database().await;
     let mut config = test_config();
     config.database_url = Some(db_url.clone());
     config.scheduler_interval = None;
     configure(&mut config);
-    let app = App::build(&config).await.expect("app");
+    let mut app = App::build(&config).await.expect("app");
+    adjust(&mut app);
     let (listener, addr) = server::bind(0).await.expect("bind");
     tokio::spawn(server::run(
         app.clone(),

@@ -302,6 +302,21 @@ impl GoogleClient {
         Ok(None)
     }
 
+    /// One user list of the account at most (`pageSize=1`): the health check's proof that the
+    /// credentials work and reach the account.
+    pub(super) async fn probe_account(&self, account: &str) -> Result<(), GoogleError> {
+        let call = Call {
+            op: "health_user_lists",
+            method: Method::GET,
+            path: Self::user_lists_path(&normalize_customer_id(account, "the account")?),
+            query: vec![("pageSize", "1".to_string())],
+            body: None,
+            login_header: true,
+        };
+        let _: UserListPage = self.execute_typed(&call).await?;
+        Ok(())
+    }
+
     /// `POST /audienceMembers:ingest`.
     pub async fn ingest(&self, request: &IngestRequest<'_>) -> Result<RequestAnswer, GoogleError> {
         check_members(request.audience_members)?;

@@ -21,7 +21,9 @@ use super::wire::{
 };
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::Audience;
-use crate::destinations::{Accepted, Destination, Opening, PlannedCall, Platform, Removal, Step};
+use crate::destinations::{
+    Accepted, Destination, Opening, PlannedCall, Platform, PlatformSize, Removal, Step,
+};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -38,6 +40,8 @@ pub struct GoogleDestination<'a> {
 
 #[derive(Default)]
 struct Stats {
+    /// The list's size read back by `finish`.
+    size: Option<PlatformSize>,
     ingest_requests: u64,
     remove_requests: u64,
     members_sent: u64,
@@ -265,6 +269,7 @@ impl Destination for GoogleDestination<'_> {
         };
         match self.client.get_user_list(&account, &id).await {
             Ok(list) => {
+                self.stats.size = Some(size(&list));
                 if let Err(e) =
                     audiences::record_meta_metrics(db, audience.id, &metrics(&list)).await
                 {
@@ -292,6 +297,10 @@ impl Destination for GoogleDestination<'_> {
             Step::Remove { rows } => PlannedCall::chunked("POST", REMOVE_PATH, rows, MAX_MEMBERS),
             Step::Open | Step::Finish => Vec::new(),
         }
+    }
+
+    fn size(&self) -> Option<PlatformSize> {
+        self.stats.size.clone()
     }
 
     fn response(&self) -> Value {
@@ -329,6 +338,34 @@ fn metrics(list: &UserList) -> Value {
         "eligible_for_search": list.target_network_info.eligible_for_search,
         "google_read_at": chrono::Utc::now(),
     })
+}
+
+/// The list's size as history records it: Google counts members per network (rounded); the
+/// larger of the two is the list's reach, used as both bounds. Google reports its own match
+/// rate (a percentage), which history keeps instead of an estimate.
+fn size(list: &UserList) -> PlatformSize {
+    let counts = &list.size_info;
+    let reach = match (
+        counts.display_network_members_count,
+        counts.search_network_members_count,
+    ) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    PlatformSize {
+        lower: reach,
+        upper: reach,
+        match_rate: list
+            .ingested_user_list_info
+            .contact_id_info
+            .match_rate_percentage
+            .map(|p| p as f64 / 100.0),
+        operation_status: list.membership_status.as_ref().map(|s| json!(s)),
+        delivery_status: Some(json!({
+            "eligible_for_display": list.target_network_info.eligible_for_display,
+            "eligible_for_search": list.target_network_info.eligible_for_search,
+        })),
+    }
 }
 
 /// Deletes the audience's user list in Google; one Google no longer has counts as deleted.

@@ -6,6 +6,7 @@ pub mod client;
 mod destination;
 pub mod error;
 pub mod hashing;
+pub mod health;
 mod row;
 pub mod wire;
 

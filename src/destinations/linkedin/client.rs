@@ -228,6 +228,23 @@ impl LinkedinClient {
             }))
     }
 
+    /// Reads an ad account (`GET /adAccounts/{id}`): the health check's proof that the token
+    /// works and reaches the account; its `status` (ACTIVE, …).
+    pub(super) async fn ad_account(
+        &self,
+        account: &str,
+    ) -> Result<serde_json::Value, LinkedinError> {
+        let call = Call {
+            op: "health_ad_account",
+            method: Method::GET,
+            path: format!("/adAccounts/{account}"),
+            query: Vec::new(),
+            body: None,
+            restli_method: None,
+        };
+        self.json(&call).await
+    }
+
     /// Reads a segment: its status and counts. 404: LinkedIn has no such segment (or, for a
     /// few seconds after its creation, not yet).
     pub async fn segment(&self, id: &str) -> Result<Segment, LinkedinError> {

@@ -11,7 +11,9 @@ use super::hashing::LinkedinRow;
 use super::wire::{Action, MAX_ELEMENTS};
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::Audience;
-use crate::destinations::{Accepted, Destination, Opening, PlannedCall, Platform, Removal, Step};
+use crate::destinations::{
+    Accepted, Destination, Opening, PlannedCall, Platform, PlatformSize, Removal, Step,
+};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -28,6 +30,8 @@ pub struct LinkedinDestination<'a> {
 
 #[derive(Default)]
 struct Stats {
+    /// The segment's size read back by `finish`.
+    size: Option<PlatformSize>,
     requests: u64,
     added: u64,
     removed: u64,
@@ -155,6 +159,13 @@ impl Destination for LinkedinDestination<'_> {
         // Informational: a failed read does not fail the sync; the next one reads again.
         match self.client.segment(&id).await {
             Ok(s) => {
+                // LinkedIn's audience size is its one figure: both bounds.
+                self.stats.size = Some(PlatformSize {
+                    lower: s.audience_size(),
+                    upper: s.audience_size(),
+                    operation_status: s.status().map(|st| json!(st)),
+                    ..PlatformSize::default()
+                });
                 let metrics = json!({
                     "platform": "linkedin",
                     "segment_status": s.status(),
@@ -186,6 +197,10 @@ impl Destination for LinkedinDestination<'_> {
             }
             Step::Open | Step::Finish => Vec::new(),
         }
+    }
+
+    fn size(&self) -> Option<PlatformSize> {
+        self.stats.size.clone()
     }
 
     fn response(&self) -> Value {

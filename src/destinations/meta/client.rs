@@ -540,6 +540,28 @@ impl MetaClient {
         self.execute_typed(&call).await
     }
 
+    /// `GET /{path}?fields=…`: one read of a Graph object (the health check's ad account and
+    /// token owner).
+    pub(super) async fn read_object(
+        &self,
+        op: &'static str,
+        path: String,
+        fields: &str,
+    ) -> Result<Value, MetaError> {
+        let mut query = vec![("fields", fields.to_string())];
+        if let Some(proof) = &self.proof {
+            query.push(("appsecret_proof", proof.clone()));
+        }
+        let call = Call {
+            op,
+            method: Method::GET,
+            path,
+            query,
+            body: None,
+        };
+        self.execute_typed(&call).await
+    }
+
     /// Whether Meta no longer has the audience (deleted in Ads Manager, or by Meta). Meta answers
     /// 100/33 alike for an audience that does not exist and for one this token may not read;
     /// when the token reads the ad account's audiences, the audience is not hidden: it is gone.

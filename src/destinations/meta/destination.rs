@@ -13,7 +13,7 @@ use super::wire::{Session, UsersPayload, UsersResponse, LOOKALIKE_VALUE, MAX_ROW
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::{Audience, AudienceType, EngagementRule};
 use crate::destinations::{
-    Accepted, Destination, Opening, PlannedCall, Platform, Removal, Row, Step,
+    Accepted, Destination, Opening, PlannedCall, Platform, PlatformSize, Removal, Row, Step,
 };
 use crate::error::{Error, Result};
 use crate::sync::member_store;
@@ -35,6 +35,8 @@ pub struct MetaDestination<'a> {
     account: Option<String>,
     /// A value-based list (the audience has a `value_attribute`): rows carry LOOKALIKE_VALUE.
     value_based: bool,
+    /// Meta's size of the audience, read back by [`Destination::finish`].
+    size: Option<PlatformSize>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -72,6 +74,7 @@ impl<'a> MetaDestination<'a> {
             meta_seed_audience_id: audience.meta_seed_audience_id.clone(),
             account: audience.meta_business_account_id.clone(),
             value_based: audience.value_attribute.is_some(),
+            size: None,
         }
     }
 
@@ -228,7 +231,12 @@ impl Destination for MetaDestination<'_> {
         let built = ensure_built_by_meta(db, self.client, audience).await;
         self.meta_audience_id = audience.meta_audience_id.clone();
         built?;
-        refresh_metrics(db, self.client, audience).await
+        self.size = refresh_metrics(db, self.client, audience).await?;
+        Ok(())
+    }
+
+    fn size(&self) -> Option<PlatformSize> {
+        self.size.clone()
     }
 
     async fn send(&mut self, rows: &[&MetaRow], last: bool) -> Result<Accepted> {
@@ -558,9 +566,13 @@ async fn vanished(client: &MetaClient, account: Option<&str>, audience_id: &str)
 /// here does not fail the sync (the numbers are informational and refreshed next time), but
 /// for an audience Meta no longer has: a lookalike or pixel audience (which receives no
 /// members) is seen to be gone here alone.
-async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audience) -> Result<()> {
+async fn refresh_metrics(
+    db: &Client,
+    client: &MetaClient,
+    audience: &Audience,
+) -> Result<Option<PlatformSize>> {
     let Some(meta_id) = audience.meta_audience_id.as_deref() else {
-        return Ok(());
+        return Ok(None);
     };
     match client.get_audience(meta_id).await {
         Ok(info) => {
@@ -574,6 +586,13 @@ async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audience) 
             if let Err(e) = audiences::record_meta_metrics(db, audience.id, &metrics).await {
                 tracing::warn!(error = %e, "could not store Meta's metrics");
             }
+            return Ok(Some(PlatformSize {
+                lower: info.approximate_count_lower_bound,
+                upper: info.approximate_count_upper_bound,
+                match_rate: None,
+                operation_status: info.operation_status.map(|s| json!(s)),
+                delivery_status: info.delivery_status.map(|s| json!(s)),
+            }));
         }
         Err(e) => {
             tracing::warn!(audience_id = %audience.id, error = %e, "could not read the audience from Meta");
@@ -585,7 +604,7 @@ async fn refresh_metrics(db: &Client, client: &MetaClient, audience: &Audience) 
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Deletes the audience (and a lookalike's seed) in Meta. An audience Meta no longer has counts

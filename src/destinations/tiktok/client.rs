@@ -177,6 +177,20 @@ impl TiktokClient {
         self.execute(&call).await.map(|_| ())
     }
 
+    /// The advertiser's info (`GET /advertiser/info/`): the health check's proof that the token
+    /// works and may act for the advertiser; its `status` (`STATUS_ENABLE`, …).
+    pub(super) async fn advertiser(&self, advertiser: &str) -> Result<Value, TiktokError> {
+        check_id("advertiser id", advertiser)?;
+        let call = Call {
+            op: "health_advertiser",
+            method: Method::GET,
+            path: "/advertiser/info/",
+            query: vec![("advertiser_ids", json!([advertiser]).to_string())],
+            body: None,
+        };
+        self.execute(&call).await
+    }
+
     /// TikTok's view of an audience (size, validity); `None` when TikTok does not list it.
     pub async fn audience(
         &self,

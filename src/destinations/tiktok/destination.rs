@@ -10,7 +10,9 @@ use super::hashing::TiktokRow;
 use super::wire::{MappingAction, MAX_USERS};
 use crate::audience::store::{self as audiences, PlatformId};
 use crate::audience::{Audience, AudienceType};
-use crate::destinations::{Accepted, Destination, Opening, PlannedCall, Platform, Removal, Step};
+use crate::destinations::{
+    Accepted, Destination, Opening, PlannedCall, Platform, PlatformSize, Removal, Step,
+};
 use crate::error::{Error, Result};
 use crate::sync::member_store;
 
@@ -27,6 +29,8 @@ pub struct TiktokDestination<'a> {
 
 #[derive(Default)]
 struct Stats {
+    /// The audience's size read back by `finish`.
+    size: Option<PlatformSize>,
     requests: u64,
     added: u64,
     removed: u64,
@@ -188,6 +192,15 @@ impl Destination for TiktokDestination<'_> {
         // Informational: a failed read does not fail the sync; the next one reads again.
         match self.client.audience(&advertiser, &id).await {
             Ok(Some(d)) => {
+                // TikTok's cover number is its one size figure: both bounds.
+                self.stats.size = Some(PlatformSize {
+                    lower: d.cover_num,
+                    upper: d.cover_num,
+                    operation_status: Some(
+                        json!({"is_valid": d.is_valid, "is_expiring": d.is_expiring}),
+                    ),
+                    ..PlatformSize::default()
+                });
                 let metrics = json!({
                     "platform": "tiktok",
                     "cover_num": d.cover_num,
@@ -220,6 +233,10 @@ impl Destination for TiktokDestination<'_> {
             }
             Step::Open | Step::Finish => Vec::new(),
         }
+    }
+
+    fn size(&self) -> Option<PlatformSize> {
+        self.stats.size.clone()
     }
 
     fn response(&self) -> Value {

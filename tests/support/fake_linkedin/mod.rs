@@ -291,6 +291,27 @@ async fn handle(
     answer.into_response()
 }
 
+/// `GET /adAccounts/{id}`: the token's member has a role on [`FAKE_ACCOUNT`] alone; any other
+/// account is refused as LinkedIn refuses one without a role (403 ACCESS_DENIED).
+fn ad_account(id: &str) -> Answer {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Answer::error(400, "ILLEGAL_ARGUMENT", "Invalid ad account id");
+    }
+    if id != FAKE_ACCOUNT {
+        return Answer::error(
+            403,
+            "ACCESS_DENIED",
+            "Not enough permissions to access: adAccounts.GET.20260401",
+        );
+    }
+    Answer::json(
+        200,
+        json!({"id": id.parse::<u64>().unwrap_or_default(), "name": "Fake ad account",
+               "status": "ACTIVE", "type": "BUSINESS", "currency": "USD",
+               "reference": "urn:li:organization:2414183"}),
+    )
+}
+
 fn check_headers(token: &str, h: &HeaderMap, method: &Method, path: &str) -> Result<(), Answer> {
     let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
     if header("authorization") != format!("Bearer {token}") {
@@ -345,6 +366,7 @@ fn route(st: &mut FakeState, method: &Method, path: &str, query: &str, body: &Va
             }
         }
         ("POST", ["dmpSegments", id, "users"]) => users(st, id, body),
+        ("GET", ["adAccounts", id]) => ad_account(id),
         _ => Answer::error(404, "NOT_FOUND", "No resource found"),
     }
 }

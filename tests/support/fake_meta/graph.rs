@@ -13,7 +13,10 @@ use super::wire::{
     account_of, json_bool, json_param, json_u64, param_str, parse_payload, parse_session,
     usage_header, FakeAnswer, Req,
 };
-use super::{FakeAudience, FakeState, ReplaceState, Shared, FAKE_VERSION, MIN_SUPPORTED_VERSION};
+use super::{
+    FakeAudience, FakeState, ReplaceState, Shared, FAKE_TOKEN_USER, FAKE_VERSION,
+    MIN_SUPPORTED_VERSION,
+};
 
 const CUSTOMER_FILE_SOURCES: &[&str] = &[
     "USER_PROVIDED_ONLY",
@@ -145,6 +148,10 @@ pub(super) fn process(shared: &Shared, req: &Req) -> FakeAnswer {
         ("GET", [account, "customaudiences"]) if account.starts_with("act_") => {
             list_audiences(&mut st, &account[4..], &req.params)
         }
+        ("GET", ["me"]) => FakeAnswer::json(200, json!({"id": FAKE_TOKEN_USER})),
+        ("GET", [account]) if account.starts_with("act_") => {
+            get_ad_account(&mut st, account, &req.params)
+        }
         ("GET", [id]) => get_audience(&mut st, id, &req.params),
         ("DELETE", [id]) => delete_audience(&mut st, id),
         ("POST", [id, "users"]) => users(&mut st, id, &req.params, Mode::Add),
@@ -186,6 +193,16 @@ fn create_audience(st: &mut FakeState, account: &str, params: &Map<String, Value
         flagged: false,
         created: unix_now(),
     };
+    // Meta refuses customer lists until the Custom Audience Terms are accepted.
+    if subtype.as_deref() == Some("CUSTOM") && !st.tos_accepted {
+        return st.error(
+            400,
+            200,
+            Some(1870090),
+            "(#200) You must accept the Custom Audience Terms of Service before creating a \
+             customer list custom audience",
+        );
+    }
     // Value-based lookalikes' seeds: customer lists created with is_value_based=1.
     let value_based = match params.get("is_value_based") {
         None => false,
@@ -408,6 +425,42 @@ fn get_audience(st: &mut FakeState, id: &str, params: &Map<String, Value>) -> Fa
         Ok(fields) => FakeAnswer::json(200, render_audience(st, idx, &fields)),
         Err(answer) => answer,
     }
+}
+
+/// Fields of an ad account the fake knows.
+const AD_ACCOUNT_FIELDS: &[&str] = &["id", "account_id", "name", "account_status", "tos_accepted"];
+
+/// `GET /act_{id}?fields=…`: any ad account of digits exists; its status and whether the Custom
+/// Audience Terms are accepted come from the fake's settings. Like Graph, a field with nothing
+/// in it (`tos_accepted` with no terms accepted) is left out of the answer.
+fn get_ad_account(st: &mut FakeState, account: &str, params: &Map<String, Value>) -> FakeAnswer {
+    let digits = &account[4..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return st.no_object("GET", account);
+    }
+    let fields: Vec<&str> = param_str(params, "fields")
+        .unwrap_or("id")
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
+    if let Some(bad) = fields.iter().find(|f| !AD_ACCOUNT_FIELDS.contains(f)) {
+        let message = format!("Tried accessing nonexisting field ({bad}) on node type (AdAccount)");
+        return st.invalid(&message);
+    }
+    let mut out = Map::new();
+    for f in fields {
+        let value = match f {
+            "id" => json!(account),
+            "account_id" => json!(digits),
+            "name" => json!(format!("Ad account {digits}")),
+            "account_status" => json!(st.account_status),
+            _ if st.tos_accepted => json!({"custom_audience_tos": 1}),
+            _ => continue,
+        };
+        out.insert(f.to_string(), value);
+    }
+    FakeAnswer::json(200, Value::Object(out))
 }
 
 /// `GET /act_{id}/customaudiences`: the account's audiences, filtered by name (`EQUAL` or

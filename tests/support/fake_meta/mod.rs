@@ -53,6 +53,8 @@ pub const DEFAULT_FAKE_TOKEN: &str = "fake-meta-test-token";
 pub const MIN_SUPPORTED_VERSION: u32 = 24;
 /// Meta's maximum rows a request.
 pub const FAKE_MAX_ROWS: usize = 10_000;
+/// The id `GET /me` answers (the token's system user).
+pub const FAKE_TOKEN_USER: &str = "100000000000042";
 /// Default ad account of the configurations [`FakeMeta::meta_config`] builds.
 pub const FAKE_AD_ACCOUNT: &str = "act_424242";
 
@@ -157,6 +159,10 @@ struct FakeState {
     replace_timeout: Duration,
     trace_counter: u64,
     clock: u64,
+    /// The Custom Audience Terms are accepted (every ad account): customer lists may be made.
+    tos_accepted: bool,
+    /// Every ad account's `account_status` (1: active).
+    account_status: i64,
 }
 
 struct Shared {
@@ -214,6 +220,8 @@ impl FakeMeta {
                 replace_timeout: Duration::from_secs(90 * 60),
                 trace_counter: 0,
                 clock: 1_767_225_600,
+                tos_accepted: true,
+                account_status: 1,
             }),
         });
         let app = Router::new()
@@ -343,6 +351,17 @@ impl FakeMeta {
         {
             a.flagged = flagged;
         }
+    }
+
+    /// Whether the Custom Audience Terms are accepted (default yes): without them, ad accounts
+    /// show no `tos_accepted` and customer lists are refused with 200/1870090.
+    pub fn set_tos_accepted(&self, accepted: bool) {
+        self.shared.lock().tos_accepted = accepted;
+    }
+
+    /// Every ad account's `account_status` (1 active, 2 disabled, 3 unsettled, …).
+    pub fn set_account_status(&self, status: i64) {
+        self.shared.lock().account_status = status;
     }
 
     /// How long a replace session stays open after its first batch (Meta: 90 minutes). When it

@@ -284,8 +284,33 @@ fn route(st: &mut FakeState, method: &Method, path: &str, query: &str, body: &Va
         ("GET", "/dmp/custom_audience/get/") => get(st, query),
         ("POST", "/dmp/custom_audience/delete/") => delete(st, body),
         ("POST", "/dmp/custom_audience/lookalike/create/") => lookalike(st, body),
+        ("GET", "/advertiser/info/") => advertiser_info(query),
         _ => refuse(40002, "the requested API does not exist"),
     }
+}
+
+/// `GET /advertiser/info/?advertiser_ids=["…"]`: the token is authorized for
+/// [`FAKE_ADVERTISER`] alone (40001 for any other, as TikTok answers).
+fn advertiser_info(query: &str) -> Outcome {
+    let ids = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "advertiser_ids")
+        .and_then(|(_, v)| serde_json::from_str::<Vec<String>>(&v).ok());
+    let Some(ids) = ids.filter(|ids| !ids.is_empty()) else {
+        return refuse(
+            40002,
+            "advertiser_ids: must be a JSON list of advertiser ids",
+        );
+    };
+    if let Some(other) = ids.iter().find(|id| *id != FAKE_ADVERTISER) {
+        return refuse(
+            40001,
+            &format!("No permission to operate advertiser {other}"),
+        );
+    }
+    ok(
+        json!({"list": [{"advertiser_id": FAKE_ADVERTISER, "name": "Fake advertiser",
+                        "status": "STATUS_ENABLE", "currency": "USD"}]}),
+    )
 }
 
 fn authorized(advertiser: Option<&str>) -> Result<(), Outcome> {
