@@ -9,7 +9,7 @@ use audience_sync::config::AlertSettings;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::fake_meta::FakeMeta;
+use crate::support::fake_meta::{FakeMeta, DEFAULT_FAKE_TOKEN};
 use crate::support::webhook::Receiver;
 use crate::support::{spawn_app_configured, TestApp};
 
@@ -205,4 +205,37 @@ async fn a_size_drop_past_the_threshold_and_health_turning_bad_are_alerts() {
         "{health}"
     );
     assert_eq!(receiver.seen().len(), 2);
+}
+
+/// A sync the removal guardrails block is an alert like a failed one: it names the limit and
+/// the numbers, never the people.
+#[tokio::test]
+async fn a_blocked_sync_reaches_the_webhook_naming_the_limit() {
+    let meta = FakeMeta::start().await;
+    let receiver = Receiver::start(0).await;
+    let t = app(&meta, DEFAULT_FAKE_TOKEN, webhook_settings(&receiver)).await;
+    let id = audience_of_people(&t).await;
+    let limit = json!({"max_removal_percent": 50});
+    let (status, _) = t.put(&format!("/api/audiences/{id}"), &limit).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(t.sync(&id, "full").await["status"], "completed");
+    // The segment emptied upstream: the full sync would remove all three.
+    t.db.execute(
+        "DELETE FROM segment_member WHERE segment_id = \
+         (SELECT segment_id FROM custom_audience WHERE id = $1)",
+        &[&Uuid::parse_str(&id).unwrap()],
+    )
+    .await
+    .unwrap();
+    let result = t.sync(&id, "full").await;
+    assert_eq!(result["status"], "blocked", "{result}");
+
+    let seen = receiver.wait_for(1).await;
+    assert_eq!(seen[0].0, 200);
+    let message: Value = serde_json::from_str(&seen[0].1).unwrap();
+    assert_eq!(message["event"], "sync_blocked");
+    assert_eq!(message["sync_log_id"], result["sync_log_id"]);
+    let text = message["text"].as_str().unwrap();
+    assert!(text.contains("max_removal_percent"), "{text}");
+    assert_no_pii(&seen[0].1);
 }
