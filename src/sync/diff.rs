@@ -58,7 +58,7 @@ pub async fn make(
         };
         crate::segment::refresh(db, segment_id).await?;
         let erased = member_store::erased(db, audience.id).await?;
-        if may_stream && member_store::begin_first(db, audience.id).await? {
+        if may_stream && member_store::begin_first(db, audience.id, sync_type).await? {
             return Ok(Made {
                 diff: Diff::Full,
                 counts: DiffCounts::default(),

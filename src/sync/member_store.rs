@@ -44,20 +44,24 @@ pub enum Joiners {
 /// then the diff runs. The caller holds the audience's lock, so no member row can appear
 /// meanwhile; joiners an abandoned sync listed are dropped, as the diff would.
 ///
+/// The re-hash horizon moves as the diff moves it: a `full` sync sends everyone's current row;
+/// an `update` pass sets it once done ([`rehashed`]); an `incremental` one leaves it.
+///
 /// Until the pass has written everyone ([`first_done`]) the audience has no full diff on
 /// record: a first sync abandoned half-way leaves its unwritten people on no list and in no
 /// change, so the next diff must be a full one to find them.
-pub async fn begin_first(db: &Client, audience_id: Uuid) -> Result<bool> {
+pub async fn begin_first(db: &Client, audience_id: Uuid, sync_type: SyncType) -> Result<bool> {
     let n = db
         .execute(
             "UPDATE custom_audience \
              SET changes_from = pg_snapshot_xmin(pg_current_snapshot()), \
                  changes_seen = pg_current_snapshot(), full_diff_at = NULL, \
-                 rehash_from = pg_snapshot_xmin(pg_current_snapshot()), \
-                 rehash_seen = pg_current_snapshot() \
+                 rehash_from = CASE WHEN $2 THEN pg_snapshot_xmin(pg_current_snapshot()) \
+                                    ELSE rehash_from END, \
+                 rehash_seen = CASE WHEN $2 THEN pg_current_snapshot() ELSE rehash_seen END \
              WHERE id = $1 \
                AND NOT EXISTS (SELECT 1 FROM audience_member_sync m WHERE m.audience_id = $1)",
-            &[&audience_id],
+            &[&audience_id, &(sync_type == SyncType::Full)],
         )
         .await?;
     if n == 0 {
