@@ -660,8 +660,10 @@ impl<V: ToSql + Sync> Rows<V> {
     }
 
     /// `update` sets members' rows from `UNNEST($1 ids, $2 values) AS u(id, v)`; `insert` makes
-    /// joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values) AS u(p, v)`
-    /// (`$4` is the list they are taken off).
+    /// joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values, $4 new row ids)
+    /// AS u(p, v, i)` (`$5` is the list they are taken off). The row ids are made here, time
+    /// ordered (UUIDv7, as `audience_member_new_id` makes them): the column default computed per
+    /// row cost 2.7 µs a member, a fifth of a member row's insert.
     async fn write(&self, db: &Client, list: &Listing, update: &str, insert: &str) -> Result<()> {
         if !self.ids.is_empty() {
             by_id(db, update, &[&self.ids, &self.values]).await?;
@@ -669,9 +671,14 @@ impl<V: ToSql + Sync> Rows<V> {
         if self.persons.is_empty() {
             return Ok(());
         }
+        let new_ids: Vec<Uuid> = self.persons.iter().map(|_| Uuid::now_v7()).collect();
         let Joiners::Listed(list_id) = list.joiners else {
-            let params: [&(dyn ToSql + Sync); 3] =
-                [&list.audience_id, &self.persons, &self.joiner_values];
+            let params: [&(dyn ToSql + Sync); 4] = [
+                &list.audience_id,
+                &self.persons,
+                &self.joiner_values,
+                &new_ids,
+            ];
             by_id(db, insert, &params).await?;
             return Ok(());
         };
@@ -683,13 +690,14 @@ impl<V: ToSql + Sync> Rows<V> {
             "WITH listed AS (DELETE FROM audience_member_joiner j WHERE j.ctid = ANY(ARRAY( \
                  SELECT x.ctid FROM UNNEST($2::uuid[]) AS d(p) \
                  CROSS JOIN LATERAL (SELECT l.ctid FROM audience_member_joiner l \
-                                     WHERE l.list_id = $4 AND l.person_id = d.p OFFSET 0) x))) \
+                                     WHERE l.list_id = $5 AND l.person_id = d.p OFFSET 0) x))) \
              {insert}"
         );
-        let params: [&(dyn ToSql + Sync); 4] = [
+        let params: [&(dyn ToSql + Sync); 5] = [
             &list.audience_id,
             &self.persons,
             &self.joiner_values,
+            &new_ids,
             &list_id,
         ];
         by_id(db, &sql, &params).await?;
@@ -705,8 +713,10 @@ pub async fn mark_synced(db: &Client, list: &Listing, rows: &Rows<&[u8]>) -> Res
         "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.v, \
                 failure_reason = NULL, updated_at = now() \
          FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, v) WHERE m.id = u.id",
-        "INSERT INTO audience_member_sync (audience_id, person_id, is_synced, synced_at, hashes) \
-         SELECT $1, u.p, true, now(), u.v FROM UNNEST($2::uuid[], $3::bytea[]) AS u(p, v)",
+        "INSERT INTO audience_member_sync (id, audience_id, person_id, is_synced, synced_at, \
+                                           hashes) \
+         SELECT u.i, $1, u.p, true, now(), u.v \
+         FROM UNNEST($2::uuid[], $3::bytea[], $4::uuid[]) AS u(p, v, i)",
     )
     .await
 }
@@ -719,8 +729,8 @@ pub async fn mark_failed(db: &Client, list: &Listing, rows: &Rows<String>) -> Re
         "UPDATE audience_member_sync m SET is_synced = false, failure_reason = u.v, \
                 updated_at = now() \
          FROM UNNEST($1::uuid[], $2::text[]) AS u(id, v) WHERE m.id = u.id",
-        "INSERT INTO audience_member_sync (audience_id, person_id, failure_reason) \
-         SELECT $1, u.p, u.v FROM UNNEST($2::uuid[], $3::text[]) AS u(p, v)",
+        "INSERT INTO audience_member_sync (id, audience_id, person_id, failure_reason) \
+         SELECT u.i, $1, u.p, u.v FROM UNNEST($2::uuid[], $3::text[], $4::uuid[]) AS u(p, v, i)",
     )
     .await
 }
