@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_secretsmanager::config::{
+    BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
+};
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use serde_json::Value;
@@ -20,6 +22,24 @@ pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https()
+}
+
+/// The AWS configuration of an explicit endpoint, region and static credentials, for any of
+/// the SDK's clients; reads no environment (tests point it at moto's server).
+pub fn local_sdk_config(
+    endpoint: &str,
+    region: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> aws_config::SdkConfig {
+    let credentials = Credentials::new(access_key, secret_key, None, None, "static");
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(https_client())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_string()))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build()
 }
 
 /// A Secrets Manager client.
@@ -44,17 +64,9 @@ impl SecretsClient {
     /// A client for an explicit endpoint, region and static credentials; reads no environment
     /// (tests point it at a local Secrets Manager such as moto's server).
     pub fn with_endpoint(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> Self {
-        let conf = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(https_client())
-            .endpoint_url(endpoint)
-            .region(Region::new(region.to_string()))
-            .credentials_provider(Credentials::new(
-                access_key, secret_key, None, None, "static",
-            ))
-            .build();
+        let sdk = local_sdk_config(endpoint, region, access_key, secret_key);
         SecretsClient {
-            inner: aws_sdk_secretsmanager::Client::from_conf(conf),
+            inner: aws_sdk_secretsmanager::Client::new(&sdk),
         }
     }
 

@@ -1,10 +1,10 @@
 //! Alerts to an SNS topic (`ALERT_TOPIC_ARN`, the template's `AlertTopicArn`), through the same
 //! SDK family and HTTPS client as Secrets Manager.
 
-use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sns::config::BehaviorVersion;
 use aws_sdk_sns::error::DisplayErrorContext;
 
-use crate::secrets::https_client;
+use crate::secrets::{https_client, local_sdk_config};
 
 /// Publishes to one topic.
 #[derive(Clone, Debug)]
@@ -36,17 +36,9 @@ impl SnsPublisher {
         access_key: &str,
         secret_key: &str,
     ) -> Self {
-        let conf = aws_sdk_sns::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(https_client())
-            .endpoint_url(endpoint)
-            .region(Region::new(region.to_string()))
-            .credentials_provider(Credentials::new(
-                access_key, secret_key, None, None, "static",
-            ))
-            .build();
+        let sdk = local_sdk_config(endpoint, region, access_key, secret_key);
         SnsPublisher {
-            client: aws_sdk_sns::Client::from_conf(conf),
+            client: aws_sdk_sns::Client::new(&sdk),
             topic_arn: topic_arn.to_string(),
         }
     }

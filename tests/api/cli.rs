@@ -1,7 +1,6 @@
 //! The `audiences` command as a user runs it: what it prints never carries the database
 //! password.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -20,24 +19,13 @@ fn url_with_password(url: &str) -> String {
     )
 }
 
-fn audiences(args: &[&str], database_url: &str) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_audiences"));
-    cmd.args(args)
-        .env("DATABASE_URL", database_url)
-        .env_remove("META_ACCESS_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
 #[tokio::test]
 async fn serve_names_its_database_without_the_password() {
     let db = support::fresh_database().await;
     let url = url_with_password(&db);
-    let mut child = audiences(&["serve", "--port", "0"], &url).spawn().unwrap();
+    let mut child = support::audiences_cli(&["serve", "--port", "0"], &url)
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     let found = tokio::time::timeout(Duration::from_secs(60), async {
@@ -63,7 +51,10 @@ async fn serve_names_its_database_without_the_password() {
 async fn a_database_that_cannot_be_reached_is_reported_without_the_password() {
     // Nothing listens on port 1.
     let url = format!("postgres://app:{PASSWORD}@127.0.0.1:1/app?connect_timeout=2");
-    let out = audiences(&["migrate"], &url).output().await.unwrap();
+    let out = support::audiences_cli(&["migrate"], &url)
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     let text = format!(
         "{}{}",

@@ -3,7 +3,6 @@
 //! would take out too much before any platform call, keep nothing of its diff, and let it
 //! through once with `force`; erased and opted-out people are never held back.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use audience_sync::sync::scheduler::{tick, TickOptions};
@@ -540,22 +539,12 @@ async fn sync_all_and_the_scheduler_count_blocked_syncs_and_never_force() {
     assert_eq!(fake.member_count(&meta_id(&t, &b).await), 6);
 }
 
-fn audiences_cli(args: &[&str], database_url: &str) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_audiences"));
-    cmd.args(args)
-        .env("DATABASE_URL", database_url)
-        .env_remove("META_ACCESS_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
 /// The JSON the command prints as its last line.
 async fn cli_json(t: &TestApp, args: &[&str]) -> Value {
-    let out = audiences_cli(args, &t.db_url).output().await.unwrap();
+    let out = support::audiences_cli(args, &t.db_url)
+        .output()
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

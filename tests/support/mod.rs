@@ -347,3 +347,18 @@ pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, field: O
     );
     assert_eq!(err["field"].as_str(), field, "{body}");
 }
+
+/// The `audiences` CLI run against `database_url`, with no Meta token or log filter of the
+/// caller's environment.
+pub fn audiences_cli(args: &[&str], database_url: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_audiences"));
+    cmd.args(args)
+        .env("DATABASE_URL", database_url)
+        .env_remove("META_ACCESS_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
