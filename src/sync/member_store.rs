@@ -604,8 +604,8 @@ pub enum Who {
     Joiner(Uuid),
 }
 
-/// Where joiners' rows are written: their audience, and the list the diff put them on (the
-/// sync's log row id).
+/// Where joiners' rows are written: their audience, and where the pass found them (a list the
+/// diff made, whose rows each write takes off; or a first sync's eligible people: no list).
 pub struct Listing {
     pub audience_id: Uuid,
     pub joiners: Joiners,

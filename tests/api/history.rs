@@ -59,14 +59,7 @@ async fn each_sync_records_a_point_with_metas_size_read_back() {
     assert!(newest["at"].as_str().unwrap() >= oldest["at"].as_str().unwrap());
 
     // The same numbers the audience's metrics show.
-    let metrics: Value =
-        t.db.query_one(
-            "SELECT meta_metrics FROM custom_audience WHERE id = $1",
-            &[&Uuid::parse_str(&id).unwrap()],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let metrics = t.platform_metrics(&id).await;
     assert_eq!(
         metrics["approximate_count_lower_bound"],
         newest["approximate_count_lower_bound"]

@@ -432,13 +432,7 @@ async fn a_full_sync_of_an_emptied_segment_empties_the_linkedin_segment() {
     let blocked = t.sync(&id, "full").await;
     assert_eq!(blocked["status"], "blocked", "{blocked}");
     assert_eq!(fake.members(&segment).len(), 4);
-    let (status, r) = t
-        .post(
-            "/api/audiences/sync",
-            &json!({"audience_id": id, "sync_type": "full", "force": true}),
-        )
-        .await;
-    assert_eq!(status, 200, "{r}");
+    let r = t.sync_forced(&id, "full").await;
     assert_eq!(r["status"], "completed", "{r}");
     assert!(fake.members(&segment).is_empty());
 }

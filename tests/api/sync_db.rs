@@ -245,13 +245,7 @@ async fn full_sync_of_an_emptied_segment_leaves_no_members() {
     let blocked = t.sync(&id, "full").await;
     assert_eq!(blocked["status"], "blocked", "{blocked}");
     assert_eq!(t.member_ids(&id, "true").await.len(), 5);
-    let (status, r) = t
-        .post(
-            "/api/audiences/sync",
-            &json!({"audience_id": id, "sync_type": "full", "force": true}),
-        )
-        .await;
-    assert_eq!(status, 200, "{r}");
+    let r = t.sync_forced(&id, "full").await;
     assert_eq!(r["status"], "completed");
     assert_eq!(t.member_ids(&id, "true").await.len(), 0);
     let (_, a) = t.get(&format!("/api/audiences/{id}")).await;

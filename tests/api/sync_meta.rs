@@ -299,13 +299,7 @@ async fn a_full_sync_of_an_emptied_segment_empties_the_meta_audience() {
         .await
         .unwrap();
     // Forced past the removal guardrails, which block it otherwise (tests/api/guard.rs).
-    let (status, r) = t
-        .post(
-            "/api/audiences/sync",
-            &json!({"audience_id": id, "sync_type": "full", "force": true}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{r}");
+    let r = t.sync_forced(&id, "full").await;
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(fake.member_count(&meta), 0);
 }

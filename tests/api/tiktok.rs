@@ -125,14 +125,7 @@ async fn first_full_sync_creates_the_audience_and_it_holds_exactly_the_members()
     let (_, _, response) = log_of(&t, &r).await;
     assert_eq!(response["audience_id"], tiktok.as_str(), "{response}");
     assert_eq!(response["added"], 22);
-    let metrics: Value =
-        t.db.query_one(
-            "SELECT meta_metrics FROM custom_audience WHERE id = $1",
-            &[&Uuid::parse_str(&id).unwrap()],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let metrics = t.platform_metrics(&id).await;
     assert_eq!(
         metrics["cover_num"], 23,
         "21 emails and 2 phones: {metrics}"
@@ -483,13 +476,7 @@ async fn a_full_sync_of_an_emptied_segment_empties_the_tiktok_audience() {
     let blocked = t.sync(&id, "full").await;
     assert_eq!(blocked["status"], "blocked", "{blocked}");
     assert_eq!(fake.audience(&tiktok).unwrap().ids.len(), 5);
-    let (status, r) = t
-        .post(
-            "/api/audiences/sync",
-            &json!({"audience_id": id, "sync_type": "full", "force": true}),
-        )
-        .await;
-    assert_eq!(status, 200, "{r}");
+    let r = t.sync_forced(&id, "full").await;
     assert_eq!(r["status"], "completed", "{r}");
     assert!(fake.audience(&tiktok).unwrap().ids.is_empty());
 }

@@ -256,6 +256,28 @@ impl TestApp {
         json
     }
 
+    /// A sync forced past the removal guardrails (`"force": true`), answered 200.
+    pub async fn sync_forced(&self, audience_id: &str, sync_type: &str) -> Value {
+        let body = serde_json::json!({"audience_id": audience_id, "sync_type": sync_type,
+                                      "force": true});
+        let (status, json) = self.post("/api/audiences/sync", &body).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json
+    }
+
+    /// The platform's numbers as the last sync read them back (`custom_audience.meta_metrics`).
+    pub async fn platform_metrics(&self, audience_id: &str) -> Value {
+        let id = Uuid::parse_str(audience_id).unwrap();
+        self.db
+            .query_one(
+                "SELECT meta_metrics FROM custom_audience WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// Person ids of the audience's members in a state, straight from the table.
     pub async fn member_ids(&self, audience_id: &str, where_clause: &str) -> Vec<Uuid> {
         let id = Uuid::parse_str(audience_id).unwrap();
