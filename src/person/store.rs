@@ -136,14 +136,16 @@ pub async fn set_opt_out(
         .map(|r| Person::from_row(&r)))
 }
 
-/// Deletes the person and lowers the counts of the segments it was in; `false` when there was
-/// no such person.
+/// Deletes the person and lowers the counts of the rule segments it was in (a manual segment's
+/// count moves by the deltas V12's triggers record for the memberships the deletion cascades
+/// to, at its next refresh); `false` when there was no such person.
 pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<bool> {
     let row = db
         .query_one(
             "WITH counts AS ( \
                UPDATE segment s SET member_count = GREATEST(s.member_count - 1, 0) \
-               FROM segment_member sm WHERE sm.segment_id = s.id AND sm.person_id = $1), \
+               FROM segment_member sm \
+               WHERE sm.segment_id = s.id AND sm.person_id = $1 AND s.rule IS NOT NULL), \
              gone AS (DELETE FROM person WHERE id = $1 RETURNING 1) \
              SELECT count(*) FROM gone",
             &[&id],

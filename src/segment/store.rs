@@ -94,7 +94,11 @@ pub async fn update(
 ) -> Result<()> {
     let n = db
         .execute(
-            "UPDATE segment SET name = $2, description = $3, rule = $4, updated_at = now() \
+            // A rule segment becoming manual: its count was its refreshes', not the membership
+            // triggers' (V12), so its first recount is a full one.
+            "UPDATE segment SET name = $2, description = $3, rule = $4, updated_at = now(), \
+                    full_refresh_at = CASE WHEN $4::jsonb IS NULL AND rule IS NOT NULL \
+                                           THEN NULL ELSE full_refresh_at END \
              WHERE id = $1",
             &[&id, &name, description, rule],
         )
@@ -156,23 +160,30 @@ pub async fn rule_and_coverage(db: &impl GenericClient, id: Uuid) -> Result<(Opt
     Ok((row.get(0), row.get(1)))
 }
 
-/// A manual segment's members, counted again, unless its horizon covers the changes and none
-/// of its memberships changed since: then its stored count.
+/// A manual segment's member count. While the change log covers the segment, the deltas its
+/// membership triggers recorded (V12) are folded into it, and the horizon moved on (so the log
+/// can be trimmed past what this segment has seen). Otherwise (its daily full pass is due, a
+/// TRUNCATE, a trim past its horizon, a segment that was a rule segment) the members are counted
+/// again, and the deltas that count includes consumed. Deltas of transactions still open are
+/// in neither: they stay for the next refresh.
 pub async fn recount(db: &impl GenericClient, id: Uuid) -> Result<i32> {
-    let unchanged = db
-        .query_opt(
-            "SELECT s.member_count FROM segment s \
-             WHERE s.id = $1 AND change_log_covers(s.changes_from, s.full_refresh_at) \
-               AND NOT EXISTS (SELECT 1 FROM change_log c \
-                               WHERE c.segment_id = s.id AND c.xid >= s.changes_from)",
-            &[&id],
-        )
-        .await?;
-    if let Some(row) = unchanged {
+    let folded = format!(
+        "WITH d AS (DELETE FROM segment_member_count_delta \
+                    WHERE segment_id = $1 AND EXISTS (SELECT 1 FROM segment s \
+                          WHERE s.id = $1 AND change_log_covers(s.changes_from, s.full_refresh_at)) \
+                    RETURNING delta) \
+         UPDATE segment s \
+         SET member_count = GREATEST(s.member_count + (SELECT COALESCE(sum(d.delta), 0) FROM d), 0), \
+             changes_from = {HORIZON} \
+         WHERE s.id = $1 AND change_log_covers(s.changes_from, s.full_refresh_at) \
+         RETURNING s.member_count"
+    );
+    if let Some(row) = db.query_opt(&folded, &[&id]).await? {
         return Ok(row.get(0));
     }
     let sql = format!(
-        "UPDATE segment s SET member_count = \
+        "WITH d AS (DELETE FROM segment_member_count_delta WHERE segment_id = $1) \
+         UPDATE segment s SET member_count = \
            (SELECT count(*) FROM segment_member sm WHERE sm.segment_id = s.id), \
            changes_from = {HORIZON}, full_refresh_at = now() \
          WHERE s.id = $1 RETURNING s.member_count"

@@ -651,6 +651,83 @@ async fn a_manual_segment_is_never_refreshed_only_recounted() {
 }
 
 #[tokio::test]
+async fn a_manual_segments_count_follows_every_write_and_a_truncate_is_recounted() {
+    let t = spawn_app().await;
+    let seg = t.segment("Manual").await;
+    let people = t.people_in_segment(seg, "cnt", 5).await;
+    let count = |body: Value| body["member_count"].as_i64().unwrap();
+    let path = format!("/api/segments/{seg}");
+    let refresh = format!("/api/segments/{seg}/refresh");
+    // The first refresh counts in full (no full pass on record); then the count is kept.
+    assert_eq!(count(t.post(&refresh, &json!(null)).await.1), 5);
+
+    // An outside tool's plain SQL.
+    t.db.execute(
+        "DELETE FROM segment_member WHERE segment_id = $1 AND person_id = ANY($2)",
+        &[&seg, &&people[..2]],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(t.get(&path).await.1), 5, "moved by the next refresh");
+    assert_eq!(count(t.post(&refresh, &json!(null)).await.1), 3);
+    // A membership moved to another manual segment counts down here and up there.
+    let other = t.segment("Other").await;
+    let other_refresh = format!("/api/segments/{other}/refresh");
+    assert_eq!(count(t.post(&other_refresh, &json!(null)).await.1), 0);
+    t.db.execute(
+        "UPDATE segment_member SET segment_id = $2 WHERE segment_id = $1 AND person_id = $3",
+        &[&seg, &other, &people[2]],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(t.post(&refresh, &json!(null)).await.1), 2);
+    assert_eq!(count(t.post(&other_refresh, &json!(null)).await.1), 1);
+    // A writer's transaction still open neither blocks a refresh nor is lost by it.
+    let open = support::connect(&t.db_url).await;
+    open.batch_execute("BEGIN").await.unwrap();
+    open.execute(
+        "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
+        &[&other, &people[0]],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(t.post(&other_refresh, &json!(null)).await.1), 1);
+    open.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(t.post(&other_refresh, &json!(null)).await.1), 2);
+    // A deleted person's memberships go by cascade and count down once; a rule segment it was
+    // in counts down too (its own path), and nobody else's count moves.
+    import(&t, json!([renders("ruled", 9)])).await;
+    let (_, ruled) = t
+        .post(
+            "/api/segments",
+            &json!({"name": "Ruled", "rule": cond("total_renders", ">", json!(1))}),
+        )
+        .await;
+    let ruled_path = format!("/api/segments/{}", ruled["id"].as_str().unwrap());
+    let ruled_person: Uuid =
+        t.db.query_one("SELECT id FROM person WHERE external_id = 'ruled'", &[])
+            .await
+            .unwrap()
+            .get(0);
+    t.db.execute(
+        "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
+        &[&seg, &ruled_person],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(t.post(&refresh, &json!(null)).await.1), 3);
+    let (s, _) = t.delete(&format!("/api/persons/{ruled_person}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(count(t.get(&ruled_path).await.1), 0);
+    assert_eq!(count(t.post(&refresh, &json!(null)).await.1), 2);
+
+    // A TRUNCATE passes no rows to the triggers: the next refresh counts in full.
+    t.db.batch_execute("TRUNCATE segment_member").await.unwrap();
+    assert_eq!(count(t.get(&path).await.1), 2, "stale until counted");
+    assert_eq!(count(t.post(&refresh, &json!(null)).await.1), 0);
+}
+
+#[tokio::test]
 async fn preview_counts_and_samples_and_writes_nothing() {
     let t = spawn_app().await;
     let persons: Vec<Value> = (0..25).map(|i| renders(&format!("v{i:02}"), i)).collect();
