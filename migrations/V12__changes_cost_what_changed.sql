@@ -58,8 +58,9 @@ $$;
 -- it in full (no full pass on record).
 UPDATE segment SET full_refresh_at = NULL WHERE rule IS NULL;
 
--- 2. V10's diff, its candidates (the people the change log names) stored in person order; the
--- rest as in V10.
+-- 2. V10's diff, its candidates (the people the change log names) stored in person order, and
+-- their member rows (and, for an `update`, the changed people's) found by one probe of the
+-- (audience, person) key each whatever the statistics say; the rest as in V10.
 CREATE OR REPLACE FUNCTION audience_member_reconcile(p_audience_id UUID, p_list_id UUID,
                                           p_sync_type TEXT DEFAULT 'incremental')
 RETURNS TABLE (diff TEXT, unsynced BIGINT)
@@ -137,10 +138,12 @@ BEGIN
                                 WHERE p.id = c.person_id AND p.marketing_opt_out)
                 -- Not in the audience's holdout (V10).
                 AND (v_holdout = 0 OR audience_holdout_bucket(p_audience_id, c.person_id) >= v_holdout)) e
+        -- The candidates' member rows likewise, one probe of the (audience, person) key each.
         FULL JOIN (SELECT a.id, a.person_id, a.removal_pending, a.hashes IS NOT NULL AS sent, a.is_synced AS synced
                    FROM pg_temp.audience_member_candidates c
-                   JOIN audience_member_sync a
-                     ON a.audience_id = p_audience_id AND a.person_id = c.person_id
+                   CROSS JOIN LATERAL (SELECT m.* FROM audience_member_sync m
+                                       WHERE m.audience_id = p_audience_id AND m.person_id = c.person_id
+                                       OFFSET 0) a
                    UNION ALL
                    SELECT a.id, a.person_id, a.removal_pending, a.hashes IS NOT NULL, a.is_synced
                    FROM audience_member_sync a
@@ -182,13 +185,22 @@ BEGIN
     WHERE d.person_id IS NULL AND d.sent AND d.synced;
 
     IF v_changes AND p_sync_type = 'update' THEN
+        -- One probe of the (audience, person) key per changed person, then an update by address,
+        -- whatever the statistics say (V12). As a join, planned with the statistics of a member
+        -- table a first sync had just filled (they still described it empty) and of the change
+        -- log (one row expected), the plan walked the changed people once per member: an `update`
+        -- sync right after a first sync of 1,000,000 hit the 300 s statement timeout.
         WITH requeued AS (
             UPDATE audience_member_sync a SET is_synced = false, updated_at = now()
-            FROM (SELECT DISTINCT c.person_id FROM change_log c
-                  WHERE c.segment_id IS NULL AND c.xid >= v_rehash_from
-                    AND NOT COALESCE(pg_visible_in_snapshot(c.xid, v_rehash_seen), false)) c
-            WHERE a.audience_id = p_audience_id AND a.person_id = c.person_id
-              AND a.is_synced AND NOT a.removal_pending
+            WHERE a.ctid = ANY(ARRAY(
+                SELECT x.ctid
+                FROM (SELECT DISTINCT c.person_id FROM change_log c
+                      WHERE c.segment_id IS NULL AND c.xid >= v_rehash_from
+                        AND NOT COALESCE(pg_visible_in_snapshot(c.xid, v_rehash_seen), false)) c
+                CROSS JOIN LATERAL (SELECT m.ctid FROM audience_member_sync m
+                                    WHERE m.audience_id = p_audience_id AND m.person_id = c.person_id
+                                      AND m.is_synced AND NOT m.removal_pending
+                                    OFFSET 0) x))
             RETURNING 1)
         SELECT count(*) INTO v_n FROM requeued;
         v_unsynced := v_unsynced + v_n;
