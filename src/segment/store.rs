@@ -168,10 +168,8 @@ pub async fn rule_and_coverage(db: &impl GenericClient, id: Uuid) -> Result<(Opt
 /// in neither: they stay for the next refresh.
 pub async fn recount(db: &impl GenericClient, id: Uuid) -> Result<i32> {
     let folded = format!(
-        "WITH d AS (DELETE FROM segment_member_count_delta \
-                    WHERE segment_id = $1 AND EXISTS (SELECT 1 FROM segment s \
-                          WHERE s.id = $1 AND change_log_covers(s.changes_from, s.full_refresh_at)) \
-                    RETURNING delta) \
+        // Uncovered, the deltas this deletes are in the full count that follows.
+        "WITH d AS (DELETE FROM segment_member_count_delta WHERE segment_id = $1 RETURNING delta) \
          UPDATE segment s \
          SET member_count = GREATEST(s.member_count + (SELECT COALESCE(sum(d.delta), 0) FROM d), 0), \
              changes_from = {HORIZON} \

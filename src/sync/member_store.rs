@@ -154,13 +154,14 @@ pub async fn diff_counts(db: &Client, audience_id: Uuid, list_id: Uuid) -> Resul
 
 /// Members whose rows the platform holds (a scan of the audience: for a dry run only).
 pub async fn held(db: &Client, audience_id: Uuid) -> Result<u64> {
-    let row = db
-        .query_one(
-            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND hashes IS NOT NULL",
-            &[&audience_id],
-        )
-        .await?;
-    Ok(row.get::<_, i64>(0) as u64)
+    Ok(count_members(db, audience_id, "hashes IS NOT NULL").await? as u64)
+}
+
+/// The audience's member rows that meet `filter` (a fixed condition on their columns).
+async fn count_members(db: &Client, audience_id: Uuid, filter: &str) -> Result<i64> {
+    let sql =
+        format!("SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND {filter}");
+    Ok(db.query_one(&sql, &[&audience_id]).await?.get(0))
 }
 
 /// A pass re-hashed every member: people changed since this sync's diff are what the next
@@ -177,13 +178,8 @@ pub async fn rehashed(db: &Client, audience_id: Uuid) -> Result<()> {
 
 /// Members staying plus joiners: the seed a lookalike would be built from.
 pub async fn staying(db: &Client, audience_id: Uuid, joiners: Joiners) -> Result<i64> {
-    let members = db
-        .query_one(
-            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND NOT removal_pending",
-            &[&audience_id],
-        )
-        .await?;
-    Ok(members.get::<_, i64>(0) + count_joiners(db, audience_id, joiners).await?)
+    let members = count_members(db, audience_id, "NOT removal_pending").await?;
+    Ok(members + count_joiners(db, audience_id, joiners).await?)
 }
 
 async fn count_joiners(db: &Client, audience_id: Uuid, joiners: Joiners) -> Result<i64> {
@@ -206,13 +202,7 @@ async fn count_joiners(db: &Client, audience_id: Uuid, joiners: Joiners) -> Resu
 
 /// Members left without a person by an erasure, before the diff reconciles them away.
 pub async fn erased(db: &Client, audience_id: Uuid) -> Result<u64> {
-    let row = db
-        .query_one(
-            "SELECT count(*) FROM audience_member_sync WHERE audience_id = $1 AND person_id IS NULL",
-            &[&audience_id],
-        )
-        .await?;
-    Ok(row.get::<_, i64>(0) as u64)
+    Ok(count_members(db, audience_id, "person_id IS NULL").await? as u64)
 }
 
 // ---- the purge of erased and opted-out people (sync::purge; the queue: migrations/V2) ----
