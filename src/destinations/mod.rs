@@ -133,9 +133,9 @@ crate::db::text_enum_to_sql!(Platform);
 /// A member's identifiers as one platform matches them, hashed by that platform's rules, and
 /// stored in `audience_member_sync.hashes` so that a later sync can tell what changed and
 /// remove exactly what the platform holds.
-pub trait Row: Sized + Send + Sync {
+pub trait Row: Sized + Send + Sync + 'static {
     /// Per-sync state of the hashing (caches).
-    type Hasher: Default + Send;
+    type Hasher: Default + Send + 'static;
     /// The person's row, or why it cannot be sent (a fixed sentence, never the person's data).
     fn hash(hasher: &mut Self::Hasher, person: &PersonFields) -> Result<Self, &'static str>;
     fn to_bytes(&self) -> Vec<u8>;
