@@ -107,6 +107,44 @@ async fn first_full_sync_creates_the_audience_and_meta_holds_exactly_the_members
     assert_eq!(got["metrics"]["operation_status"]["code"], 200);
 }
 
+/// A first sync streams its people in person order: a segment of a quarter of everyone or
+/// more from merge joins of two sorts, a smaller one from a hash join and a sort of its people.
+/// Either way Meta holds exactly the segment, and the member rows copied in carry the
+/// database's time of the write.
+#[tokio::test]
+async fn a_first_sync_streams_a_small_segment_and_a_large_one_alike() {
+    let (fake, t) = setup().await;
+    let small = t.segment("Small").await;
+    t.people_in_segment(small, "s", 30).await;
+    let large = t.segment("Large").await;
+    t.people_in_segment(large, "l", 200).await;
+    // The stream weighs the segment against the people the statistics count (230).
+    t.db.batch_execute("ANALYZE person").await.unwrap();
+    for (seg, tag, n) in [(small, "s", 30), (large, "l", 200)] {
+        let id = audience(&t, seg, tag).await;
+        let r = t.sync(&id, "full").await;
+        assert_eq!(r["status"], "completed", "{r}");
+        assert_eq!(r["synced_count"], n);
+        assert_eq!(
+            meta_emails(&fake, &meta_id(&t, &id).await),
+            emails(tag, 1..=n)
+        );
+        let log = Uuid::parse_str(r["sync_log_id"].as_str().unwrap()).unwrap();
+        let rows =
+            t.db.query_one(
+                "SELECT count(*) FILTER (WHERE m.is_synced AND m.synced_at >= l.started_at \
+                                           AND m.synced_at <= l.completed_at), count(*) \
+                 FROM audience_member_sync m JOIN audience_sync_log l ON l.id = $2 \
+                 WHERE m.audience_id = $1",
+                &[&Uuid::parse_str(&id).unwrap(), &log],
+            )
+            .await
+            .unwrap();
+        let (in_time, all): (i64, i64) = (rows.get(0), rows.get(1));
+        assert_eq!((in_time, all), (i64::from(n), i64::from(n)), "{tag}");
+    }
+}
+
 #[tokio::test]
 async fn a_25000_member_full_sync_is_one_replace_session_in_three_batches() {
     let (fake, t) = setup().await;
