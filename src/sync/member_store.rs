@@ -686,18 +686,16 @@ impl<V: ToSql + Sync> Rows<V> {
         self.len() == 0
     }
 
-    /// `update` sets members' rows from `UNNEST($1 ids, $2 values) AS u(id, v)`; `insert` makes
-    /// listed joiners' rows from `$1` (the audience) and `UNNEST($2 persons, $3 values, $4 new
-    /// row ids) AS u(p, v, i)` (`$5` is the list they are taken off); a first sync's rows are
-    /// copied in as `outcome` says. The row ids are made here, time ordered (UUIDv7, as
-    /// `audience_member_new_id` makes them): the column default computed per row cost 2.7 µs a
-    /// member, a fifth of a member row's insert.
+    /// `update` sets members' rows from `UNNEST($1 ids, $2 values) AS u(id, v)`; joiners' rows
+    /// are made as `outcome` says: inserted and taken off their list, or for a first sync
+    /// copied in. The row ids are made here, time ordered (UUIDv7, as `audience_member_new_id`
+    /// makes them): the column default computed per row cost 2.7 µs a member, a fifth of a
+    /// member row's insert.
     async fn write(
         &self,
         db: &Client,
         list: &Listing,
         update: &str,
-        insert: &str,
         outcome: &Outcome,
     ) -> Result<()> {
         if !self.ids.is_empty() {
@@ -714,12 +712,18 @@ impl<V: ToSql + Sync> Rows<V> {
         // deleted by its address: a join of the page with the list let the planner, with the
         // statistics of a list just written (one row, it believed), scan the page once per
         // listed row (16 s for a page of 10,000 at 1,000,000 members).
+        let synced_at = if outcome.synced { "now()" } else { "NULL" };
         let sql = format!(
             "WITH listed AS (DELETE FROM audience_member_joiner j WHERE j.ctid = ANY(ARRAY( \
                  SELECT x.ctid FROM UNNEST($2::uuid[]) AS d(p) \
                  CROSS JOIN LATERAL (SELECT l.ctid FROM audience_member_joiner l \
                                      WHERE l.list_id = $5 AND l.person_id = d.p OFFSET 0) x))) \
-             {insert}"
+             INSERT INTO audience_member_sync ({NEW_ROW}, {column}) \
+             SELECT u.i, $1, u.p, {synced}, {synced_at}, u.v \
+             FROM UNNEST($2::uuid[], $3::{kind}[], $4::uuid[]) AS u(p, v, i)",
+            column = outcome.column,
+            synced = outcome.synced,
+            kind = outcome.column_type.name(),
         );
         let params: [&(dyn ToSql + Sync); 5] = [
             &list.audience_id,
@@ -747,8 +751,7 @@ impl<V: ToSql + Sync> Rows<V> {
         let synced_at = outcome.synced.then_some(now);
         let sink = db
             .copy_in(&format!(
-                "COPY audience_member_sync (id, audience_id, person_id, is_synced, synced_at, {}) \
-                 FROM STDIN BINARY",
+                "COPY audience_member_sync ({NEW_ROW}, {}) FROM STDIN BINARY",
                 outcome.column
             ))
             .await?;
@@ -773,6 +776,9 @@ impl<V: ToSql + Sync> Rows<V> {
     }
 }
 
+/// The columns a joiner's new member row is written with, before its value's.
+const NEW_ROW: &str = "id, audience_id, person_id, is_synced, synced_at";
+
 /// What a batch write records for each row: accepted (and the row the destination now holds),
 /// or failed (and why).
 struct Outcome {
@@ -790,10 +796,6 @@ pub async fn mark_synced(db: &Client, list: &Listing, rows: &Rows<&[u8]>) -> Res
         "UPDATE audience_member_sync m SET is_synced = true, synced_at = now(), hashes = u.v, \
                 failure_reason = NULL, updated_at = now() \
          FROM UNNEST($1::uuid[], $2::bytea[]) AS u(id, v) WHERE m.id = u.id",
-        "INSERT INTO audience_member_sync (id, audience_id, person_id, is_synced, synced_at, \
-                                           hashes) \
-         SELECT u.i, $1, u.p, true, now(), u.v \
-         FROM UNNEST($2::uuid[], $3::bytea[], $4::uuid[]) AS u(p, v, i)",
         &Outcome {
             synced: true,
             column: "hashes",
@@ -811,8 +813,6 @@ pub async fn mark_failed(db: &Client, list: &Listing, rows: &Rows<String>) -> Re
         "UPDATE audience_member_sync m SET is_synced = false, failure_reason = u.v, \
                 updated_at = now() \
          FROM UNNEST($1::uuid[], $2::text[]) AS u(id, v) WHERE m.id = u.id",
-        "INSERT INTO audience_member_sync (id, audience_id, person_id, failure_reason) \
-         SELECT u.i, $1, u.p, u.v FROM UNNEST($2::uuid[], $3::text[], $4::uuid[]) AS u(p, v, i)",
         &Outcome {
             synced: false,
             column: "failure_reason",
