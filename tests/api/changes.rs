@@ -158,12 +158,7 @@ async fn plain_sql_writes_leave_change_rows_for_what_rules_and_hashes_read() {
     }
 
     clear_change_log(&t).await;
-    t.db.execute(
-        "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
-        &[&seg, &p],
-    )
-    .await
-    .unwrap();
+    t.add_to_segment(seg, p).await;
     assert_eq!(change_rows(&t).await, [(p, Some(seg))]);
     clear_change_log(&t).await;
     t.db.execute("DELETE FROM segment_member WHERE person_id = $1", &[&p])

@@ -81,12 +81,7 @@ async fn person_with(
         .await
         .unwrap()
         .get(0);
-    t.db.execute(
-        "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
-        &[&seg, &id],
-    )
-    .await
-    .unwrap();
+    t.add_to_segment(seg, id).await;
     id
 }
 

@@ -709,12 +709,7 @@ async fn a_manual_segments_count_follows_every_write_and_a_truncate_is_recounted
             .await
             .unwrap()
             .get(0);
-    t.db.execute(
-        "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
-        &[&seg, &ruled_person],
-    )
-    .await
-    .unwrap();
+    t.add_to_segment(seg, ruled_person).await;
     assert_eq!(count(t.post(&refresh, &json!(null)).await.1), 3);
     let (s, _) = t.delete(&format!("/api/persons/{ruled_person}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);

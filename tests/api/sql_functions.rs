@@ -80,12 +80,7 @@ async fn sync_audience_members_reconciles_membership_set_based() {
     assert!(state.contains(&(people[1], true)));
 
     // Back in the segment before the removal happened: unflagged.
-    t.db.execute(
-        "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
-        &[&seg, &people[1]],
-    )
-    .await
-    .unwrap();
+    t.add_to_segment(seg, people[1]).await;
     t.db.query_one("SELECT * FROM sync_audience_members($1, 'update')", &[&id])
         .await
         .unwrap();

@@ -30,12 +30,7 @@ async fn person(t: &TestApp, segment: Uuid, email: &str, attributes: Value) -> U
         .await
         .unwrap()
         .get(0);
-    t.db.execute(
-        "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
-        &[&segment, &id],
-    )
-    .await
-    .unwrap();
+    t.add_to_segment(segment, id).await;
     id
 }
 

@@ -229,14 +229,19 @@ impl TestApp {
             .await
             .expect("insert person")
             .get(0);
+        self.add_to_segment(segment, id).await;
+        id
+    }
+
+    /// Adds an existing person to a segment, by plain SQL as an outside tool would.
+    pub async fn add_to_segment(&self, segment: Uuid, person: Uuid) {
         self.db
             .execute(
                 "INSERT INTO segment_member (segment_id, person_id) VALUES ($1, $2)",
-                &[&segment, &id],
+                &[&segment, &person],
             )
             .await
             .expect("add member");
-        id
     }
 
     pub async fn create_audience(&self, body: Value) -> Value {
