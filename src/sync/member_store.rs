@@ -39,6 +39,16 @@ pub enum Joiners {
     Eligible,
 }
 
+impl Joiners {
+    /// The diff's list id, under which it also listed its leavers (none for a first sync).
+    pub fn list_id(self) -> Option<Uuid> {
+        match self {
+            Joiners::Listed(list_id) => Some(list_id),
+            Joiners::Eligible => None,
+        }
+    }
+}
+
 /// The diff of a first sync, when the audience has no member row at all: every eligible person
 /// joins and nobody leaves, so instead of the diff only the horizon is set, as a full diff
 /// sets it (`audience_member_reconcile`). False (nothing done) when the audience has members:
@@ -92,10 +102,10 @@ const UNWRITTEN: &str = "NOT EXISTS (SELECT 1 FROM audience_member_sync m \
     WHERE m.audience_id = $1 AND m.person_id = e.person_id)";
 
 /// The sync's diff (`sync_audience_members` without the counts it returns: the sync counts what
-/// it does): leavers marked `removal_pending`, joiners listed under `list_id` (the sync's log
-/// row id) in `audience_member_joiner`; from the changes since the audience's last diff unless
-/// `sync_type` is `full` or the daily full diff is due. See `audience_member_reconcile` in
-/// migrations/ (V6).
+/// it does): joiners listed under `list_id` (the sync's log row id) in `audience_member_joiner`;
+/// from the changes since the audience's last diff (leavers listed under `list_id` in
+/// `audience_member_leaver`) unless `sync_type` is `full` or the daily full diff is due (leavers
+/// flagged `removal_pending`). See `audience_member_reconcile` in migrations/ (V6, V13).
 pub async fn reconcile(
     db: &Client,
     audience_id: Uuid,
@@ -129,8 +139,9 @@ pub struct DiffCounts {
 }
 
 /// The joiners the diff listed under `list_id`, and the audience's leavers whose rows the
-/// platform holds (read along `idx_audience_member_sync_removal_pending`: what it costs follows
-/// the churn, not the audience).
+/// platform holds: those it listed under `list_id`, and those flagged (by a full diff, or left
+/// by a deferred removal), read along `idx_audience_member_sync_removal_pending`. What it costs
+/// follows the churn, not the audience.
 pub async fn diff_counts(db: &Client, audience_id: Uuid, list_id: Uuid) -> Result<DiffCounts> {
     let row = db
         .query_one(
@@ -140,8 +151,10 @@ pub async fn diff_counts(db: &Client, audience_id: Uuid, list_id: Uuid) -> Resul
                                        AND NOT EXISTS (SELECT 1 FROM person p \
                                                        WHERE p.id = m.person_id \
                                                          AND p.marketing_opt_out)) \
-             FROM audience_member_sync m \
-             WHERE m.audience_id = $1 AND m.removal_pending AND m.hashes IS NOT NULL",
+             FROM (SELECT m.person_id FROM audience_member_sync m \
+                   WHERE m.audience_id = $1 AND m.removal_pending AND m.hashes IS NOT NULL \
+                   UNION ALL \
+                   SELECT l.person_id FROM audience_member_leaver l WHERE l.list_id = $2) m",
             &[&audience_id, &list_id],
         )
         .await?;
@@ -180,7 +193,17 @@ pub async fn rehashed(db: &Client, audience_id: Uuid) -> Result<()> {
 /// Members staying plus joiners: the seed a lookalike would be built from.
 pub async fn staying(db: &Client, audience_id: Uuid, joiners: Joiners) -> Result<i64> {
     let members = count_members(db, audience_id, "NOT removal_pending").await?;
-    Ok(members + count_joiners(db, audience_id, joiners).await?)
+    let leaving = match joiners {
+        Joiners::Listed(list_id) => db
+            .query_one(
+                "SELECT count(*) FROM audience_member_leaver WHERE list_id = $1",
+                &[&list_id],
+            )
+            .await?
+            .get(0),
+        Joiners::Eligible => 0,
+    };
+    Ok(members - leaving + count_joiners(db, audience_id, joiners).await?)
 }
 
 async fn count_joiners(db: &Client, audience_id: Uuid, joiners: Joiners) -> Result<i64> {
@@ -846,46 +869,104 @@ async fn by_id(db: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result
     }
 }
 
-/// The destination no longer holds these members' rows: leavers' rows go, the others keep no
-/// stored row.
-pub async fn mark_removed(db: &Client, ids: &[Uuid]) -> Result<()> {
+/// The destination no longer holds these members' rows: leavers' rows go (flagged ones, or
+/// all of them with `leaving`: listed leavers), the others keep no stored row.
+pub async fn mark_removed(db: &Client, ids: &[Uuid], leaving: bool) -> Result<()> {
     db.execute(
-        "WITH gone AS (DELETE FROM audience_member_sync WHERE id = ANY($1) AND removal_pending) \
+        "WITH gone AS (DELETE FROM audience_member_sync \
+                       WHERE id = ANY($1) AND ($2 OR removal_pending)) \
          UPDATE audience_member_sync SET hashes = NULL, is_synced = false, synced_at = NULL, \
                 updated_at = now() \
-         WHERE id = ANY($1) AND NOT removal_pending",
-        &[&ids],
+         WHERE id = ANY($1) AND NOT ($2 OR removal_pending)",
+        &[&ids, &leaving],
     )
     .await?;
     Ok(())
 }
 
-/// A page (by member id, after `after`) of stored rows to remove: the leavers', or with
-/// `everything` all of them.
+/// Where a sync finds the leavers whose rows it removes from the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leavers {
+    /// Listed by this sync's diff (under its list id): their rows go once removed.
+    Listed(Uuid),
+    /// Flagged `removal_pending` (by a full diff, a deferred removal, a purge); with
+    /// `everything`, every stored row of the audience.
+    Flagged { everything: bool },
+}
+
+/// A page (by member id, after `after`) of stored rows to remove.
 pub async fn removal_page(
     db: &Client,
     audience_id: Uuid,
+    leavers: Leavers,
     after: Uuid,
-    everything: bool,
 ) -> Result<Vec<(Uuid, Vec<u8>)>> {
-    let rows = db
-        .query(
-            "SELECT id, hashes FROM audience_member_sync \
-             WHERE audience_id = $1 AND id > $2 AND hashes IS NOT NULL \
-               AND ($3 OR removal_pending) ORDER BY id LIMIT $4",
-            &[&audience_id, &after, &everything, &(PAGE as i64)],
-        )
-        .await?;
+    let rows = match leavers {
+        Leavers::Listed(list_id) => {
+            // Along the list's key, in its order, a page at a time: sorting what is left of a
+            // long list for each page would make the pass quadratic.
+            // Each member row found by its id (a LATERAL subquery the planner cannot flatten),
+            // whatever the statistics of the list (always stale) say.
+            let sql = "SELECT l.member_id, m.hashes FROM audience_member_leaver l \
+                 CROSS JOIN LATERAL (SELECT m.hashes FROM audience_member_sync m \
+                                     WHERE m.id = l.member_id AND m.audience_id = $1 \
+                                       AND m.hashes IS NOT NULL OFFSET 0) m \
+                 WHERE l.list_id = $2 AND l.member_id > $3 ORDER BY l.member_id LIMIT $4";
+            db.batch_execute(
+                "BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; \
+                 SET LOCAL enable_bitmapscan = off",
+            )
+            .await?;
+            let rows = db
+                .query(sql, &[&audience_id, &list_id, &after, &(PAGE as i64)])
+                .await;
+            db.batch_execute(if rows.is_ok() { "COMMIT" } else { "ROLLBACK" })
+                .await?;
+            rows?
+        }
+        Leavers::Flagged { everything } => {
+            db.query(
+                "SELECT id, hashes FROM audience_member_sync \
+                 WHERE audience_id = $1 AND id > $2 AND hashes IS NOT NULL \
+                   AND ($3 OR removal_pending) ORDER BY id LIMIT $4",
+                &[&audience_id, &after, &everything, &(PAGE as i64)],
+            )
+            .await?
+        }
+    };
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Leavers after member id `after` whose rows the destination still holds.
-pub async fn pending_removals(db: &Client, audience_id: Uuid, after: Uuid) -> Result<u64> {
+/// The destination deferred the removal of the leavers listed under `list_id`: those still
+/// there are flagged, for a later sync to remove, and the list goes.
+pub async fn defer_listed(db: &Client, list_id: Uuid) -> Result<()> {
+    db.execute(
+        "UPDATE audience_member_sync SET removal_pending = true, is_synced = false, \
+                updated_at = now() \
+         WHERE id = ANY(ARRAY(SELECT member_id FROM audience_member_leaver WHERE list_id = $1))",
+        &[&list_id],
+    )
+    .await?;
+    clear_leavers(db, list_id).await
+}
+
+/// The leavers listed under `list_id` are settled (removed, or flagged).
+pub async fn clear_leavers(db: &Client, list_id: Uuid) -> Result<()> {
+    db.execute(
+        "DELETE FROM audience_member_leaver WHERE list_id = $1",
+        &[&list_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Flagged leavers (or with `everything` all members) whose rows the destination still holds.
+pub async fn pending_removals(db: &Client, audience_id: Uuid, everything: bool) -> Result<u64> {
     let row = db
         .query_one(
             "SELECT count(*) FROM audience_member_sync \
-             WHERE audience_id = $1 AND id > $2 AND removal_pending AND hashes IS NOT NULL",
-            &[&audience_id, &after],
+             WHERE audience_id = $1 AND ($2 OR removal_pending) AND hashes IS NOT NULL",
+            &[&audience_id, &everything],
         )
         .await?;
     Ok(row.get::<_, i64>(0) as u64)

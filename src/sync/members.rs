@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use super::member_store::{self as store, Joiners, Listing, Page, PageReader, Rows, Who};
+use super::member_store::{self as store, Joiners, Leavers, Listing, Page, PageReader, Rows, Who};
 use super::Progress;
 use crate::destinations::{Destination, Removal, Row};
 use crate::error::Result;
@@ -83,6 +83,8 @@ pub struct PassRun {
     pub joiners: Joiners,
     /// Read a first sync's people in one stream (`reader` is a connection of its own).
     pub stream: bool,
+    /// Remove the leavers from the destination before any row is added ([`remove_leavers`]).
+    pub remove_first: bool,
 }
 
 /// How a pass ended.
@@ -162,7 +164,17 @@ pub async fn push<D: Destination>(
     };
     // Boxed: the pass's future, nested in the sync's, made too deep a type for the compiler
     // to lay out in the Lambda binaries.
-    let pushed = Box::pin(push_pages(db, &pages, audience_id, run, dest, progress)).await;
+    let shared = std::ptr::eq(db, reader);
+    let pushed = Box::pin(push_pages(
+        db,
+        &pages,
+        shared,
+        audience_id,
+        run,
+        dest,
+        progress,
+    ))
+    .await;
     let closed = pages.close().await;
     let pushed = pushed?;
     closed?;
@@ -172,6 +184,8 @@ pub async fn push<D: Destination>(
 async fn push_pages<D: Destination>(
     db: &Client,
     pages: &PageReader<'_>,
+    // `pages` reads on `db`.
+    shared: bool,
     audience_id: Uuid,
     mut run: PassRun,
     dest: &mut D,
@@ -193,7 +207,25 @@ async fn push_pages<D: Destination>(
         Joiners::Listed(_) => run.from,
         Joiners::Eligible => Uuid::nil(),
     };
-    let (mut examined, mut hasher) = read_and_examine(cursor, Default::default()).await?;
+    let first = read_and_examine(cursor, Default::default());
+    let (mut examined, mut hasher) = if run.remove_first {
+        let listed = run.joiners.list_id();
+        let removed = remove_leavers(db, audience_id, listed, dest, false, &mut c);
+        if shared {
+            // One connection: the removals' statements first, then the page's.
+            removed.await?;
+            first.await?
+        } else {
+            // The first page is read and examined while the leavers are removed: no leaver's
+            // row is among those a pass adds (they are synced, or flagged), and nothing is sent
+            // before both are done, so removals still reach the destination before any add.
+            let (first, removed) = tokio::join!(first, removed);
+            removed?;
+            first?
+        }
+    } else {
+        first.await?
+    };
     while let Some(end) = examined.end {
         if run.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             // The page read ahead is simply read again by the invocation that resumes.
@@ -425,7 +457,7 @@ impl<R: Row> Outbox<R> {
         while self.removals.len() >= removal_threshold {
             let n = self.removals.len().min(BATCH);
             let batch: Vec<_> = self.removals.drain(..n).collect();
-            if remove_batch(db, dest, &batch, c).await? == Removal::Deferred {
+            if remove_batch(db, dest, &batch, false, c).await? == Removal::Deferred {
                 // Their old hashes stay stored (and in Meta) until a later sync removes them;
                 // adding the new ones now would lose track of the old.
                 let kept: HashSet<Who> = batch.iter().map(|(id, _)| Who::Member(*id)).collect();
@@ -473,12 +505,14 @@ async fn add_batch<D: Destination>(
     store::mark_failed(db, list, &rejected).await
 }
 
-/// Removes stored hashes from the destination; the rows of leavers go, the others keep no
-/// hashes (the destination no longer holds them). Also the purge's removal (`sync::purge`).
+/// Removes stored hashes from the destination; the rows of leavers (flagged, or all of them
+/// with `leaving`) go, the others keep no hashes (the destination no longer holds them). Also
+/// the purge's removal (`sync::purge`).
 pub async fn remove_batch<D: Destination>(
     db: &Client,
     dest: &mut D,
     batch: &[(Uuid, Vec<u8>)],
+    leaving: bool,
     c: &mut Counters,
 ) -> Result<Removal> {
     let rows: Vec<D::Row> = batch
@@ -491,29 +525,62 @@ pub async fn remove_batch<D: Destination>(
         return Ok(outcome);
     }
     let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
-    store::mark_removed(db, &ids).await?;
+    store::mark_removed(db, &ids, leaving).await?;
     c.removed += batch.len() as u64;
     Ok(outcome)
 }
 
-/// Removes what leavers (left the segment, opted out, erased) left behind in the destination.
-/// With `everything`, every stored hash of the audience goes (a full sync of an empty segment).
+/// Removes what leavers (left the segment, opted out, erased) left behind in the destination:
+/// those listed under `listed` by this sync's diff, then those flagged. With `everything`,
+/// every stored hash of the audience goes (a full sync of an empty segment).
 pub async fn remove_leavers<D: Destination>(
     db: &Client,
     audience_id: Uuid,
+    listed: Option<Uuid>,
     dest: &mut D,
     everything: bool,
     c: &mut Counters,
 ) -> Result<()> {
-    let mut cursor = Uuid::nil();
-    loop {
-        let batch = store::removal_page(db, audience_id, cursor, everything).await?;
-        let Some((last, _)) = batch.last() else { break };
-        cursor = *last;
-        if remove_batch(db, dest, &batch, c).await? == Removal::Deferred {
-            c.removal_deferred += store::pending_removals(db, audience_id, cursor).await?;
-            break;
+    let before = c.removal_deferred;
+    let mut deferred = false;
+    if let Some(list_id) = listed {
+        deferred = remove_pages(db, audience_id, Leavers::Listed(list_id), dest, c).await?;
+        if deferred {
+            // Flagged as the others waiting are: a later sync removes them.
+            store::defer_listed(db, list_id).await?;
+        } else {
+            store::clear_leavers(db, list_id).await?;
         }
     }
+    if !deferred {
+        deferred = remove_pages(db, audience_id, Leavers::Flagged { everything }, dest, c).await?;
+    }
+    if deferred {
+        // Every flagged row the destination still holds waits for a later sync.
+        c.removal_deferred = before + store::pending_removals(db, audience_id, everything).await?;
+    }
     store::drop_unsent_leavers(db, audience_id).await
+}
+
+/// Removes the pages of `leavers` from the destination until none is left, or it defers them
+/// (returns true).
+async fn remove_pages<D: Destination>(
+    db: &Client,
+    audience_id: Uuid,
+    leavers: Leavers,
+    dest: &mut D,
+    c: &mut Counters,
+) -> Result<bool> {
+    let leaving = matches!(leavers, Leavers::Listed(_));
+    let mut cursor = Uuid::nil();
+    loop {
+        let batch = store::removal_page(db, audience_id, leavers, cursor).await?;
+        let Some((last, _)) = batch.last() else {
+            return Ok(false);
+        };
+        cursor = *last;
+        if remove_batch(db, dest, &batch, leaving, c).await? == Removal::Deferred {
+            return Ok(true);
+        }
+    }
 }

@@ -213,7 +213,7 @@ async fn remove_all<D: Destination>(
 ) -> Result<(u64, Option<Wait>)> {
     let mut c = Counters::default();
     while let Some(&(last, _)) = batch.last() {
-        if members::remove_batch(db, dest, &batch, &mut c).await? == Removal::Deferred {
+        if members::remove_batch(db, dest, &batch, false, &mut c).await? == Removal::Deferred {
             return Ok((c.removed, Some(Wait::Refused)));
         }
         if batch.len() < store::PAGE {

@@ -388,15 +388,9 @@ impl Run<'_> {
         let fresh = self.checkpoint.is_none();
         let (from, counters) = match self.checkpoint.take() {
             Some(cp) => (cp.cursor, cp.counters),
-            None => {
-                // What the diff counted (erasures, before it removed them from view; joiners,
-                // leavers), and nothing done yet.
-                let mut c = self.counters.clone();
-                if pass != Pass::Replace {
-                    members::remove_leavers(db, id, dest, false, &mut c).await?;
-                }
-                (uuid::Uuid::nil(), c)
-            }
+            // What the diff counted (erasures, before it removed them from view; joiners,
+            // leavers), and nothing done yet.
+            None => (uuid::Uuid::nil(), self.counters.clone()),
         };
         // Counting scans the audience: only for someone watching a progress bar.
         if self.progress.shows_total() {
@@ -412,6 +406,8 @@ impl Run<'_> {
             log_id: self.log_id,
             joiners: self.joiners,
             stream: fresh && self.own_reader,
+            // A replace takes leavers out with everything it does not send again.
+            remove_first: fresh && pass != Pass::Replace,
         };
         let (mut c, end) = members::push(db, self.reader, id, run, dest, self.progress).await?;
         self.end = end;
@@ -421,7 +417,8 @@ impl Run<'_> {
         if end == PassEnd::Done && pass == Pass::Replace {
             if c.sent == 0 {
                 // A replace cannot carry zero rows: take out what the destination holds instead.
-                members::remove_leavers(db, id, dest, true, &mut c).await?;
+                let listed = self.joiners.list_id();
+                members::remove_leavers(db, id, listed, dest, true, &mut c).await?;
             } else {
                 c.removed += member_store::settle_replace(db, id, self.started).await?;
             }

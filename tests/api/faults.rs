@@ -783,6 +783,64 @@ async fn meta_failing_beyond_the_retries_fails_the_sync_cleanly_and_the_next_one
     c.assert_exact("the sync after Meta recovered").await;
 }
 
+#[tokio::test]
+async fn removals_failing_beyond_the_retries_fail_the_sync_and_the_next_one_removes_the_leavers() {
+    let (fake, t) = quick_giving_up().await;
+    let c = synced_case_on(fake, t, 50).await;
+    c.churn_small().await;
+    let removals = || FaultMatch::route("DELETE", "/users");
+    c.fake.inject(Fault::html500(removals(), 2));
+    c.fake
+        .inject(Fault::meta_error(removals(), 2, 503, 2, None));
+    let r = c.sync("incremental").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    // The leavers the diff listed are still in Meta, and their rows say so: none was deleted,
+    // none marked unsynced, none flagged.
+    let before = c.fake.members(&c.meta);
+    assert_eq!(before.len(), 50, "nothing was removed");
+    assert_eq!(
+        c.stored_rows().await,
+        before,
+        "the rows still say what Meta holds"
+    );
+    assert_eq!(c.member_rows("removal_pending").await, 0);
+    // One of those leavers rejoins before the next sync, which must keep them in Meta.
+    let back: Uuid =
+        c.t.db
+            .query_one(
+                "SELECT person_id FROM audience_member_sync m WHERE audience_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM segment_member s \
+                             WHERE s.segment_id = $2 AND s.person_id = m.person_id) \
+             ORDER BY person_id LIMIT 1",
+                &[&c.audience, &c.seg],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    c.t.add_to_segment(c.seg, back).await;
+
+    // `update`: the changed emails are replaced too, so Meta can be exact after it.
+    let r = c.sync("update").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(log_of_removed(&c, &r).await, 4 + 2 + 3, "{r}");
+    c.assert_exact("the sync after Meta recovered").await;
+    let listed = support::count(&c.t.db, "SELECT count(*) FROM audience_member_leaver", &[]).await;
+    assert_eq!(listed, 0, "no list outlives its sync");
+}
+
+/// The `removed` count of a sync's log row.
+async fn log_of_removed(c: &Case, r: &Value) -> i64 {
+    let id = Uuid::parse_str(r["sync_log_id"].as_str().unwrap()).unwrap();
+    c.t.db
+        .query_one(
+            "SELECT (details->>'removed')::bigint FROM audience_sync_log WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 impl Case {
     /// A small audience's churn: 5 leave, 2 opt out, 3 change their email, 4 join.
     async fn churn_small(&self) {
