@@ -138,9 +138,9 @@ async fn main() {
     let mut settings = Config::from_vars(&|_| None).unwrap();
     settings.database_url = Some(url.clone());
     settings.db_pool_size = 4;
-    let app = App::build(&settings).await.unwrap();
+    let db_only = App::build(&settings).await.unwrap();
     // Refreshes run on the service's own sessions (their settings: no JIT, timeouts).
-    let session = app.pool.get().await.unwrap();
+    let session = db_only.pool.get().await.unwrap();
     let refresher: &tokio_postgres::Client = &session;
 
     // A rule segment over everyone: "High Engagers", total_renders >= 5 (half of them).
@@ -186,9 +186,9 @@ async fn main() {
     )
     .await;
 
-    let a = new_audience(&app, "bench db-only", segment).await;
+    let a = new_audience(&db_only, "bench db-only", segment).await;
     timed_sync(
-        &app,
+        &db_only,
         a,
         SyncType::Full,
         "first full sync, database only",
@@ -196,7 +196,7 @@ async fn main() {
     )
     .await;
     timed_sync(
-        &app,
+        &db_only,
         a,
         SyncType::Incremental,
         "incremental, no change, database only",
@@ -251,6 +251,15 @@ async fn main() {
         .await
         .unwrap();
     join_segment(&client, segment, churn, "joiner").await;
+    // Our own time (the diff, the member rows), then the same churn to the fake Graph API.
+    timed_sync(
+        &db_only,
+        a,
+        SyncType::Incremental,
+        "incremental, 1% churn, database only",
+        members,
+    )
+    .await;
     timed_sync(
         &app,
         b,
