@@ -828,6 +828,52 @@ async fn removals_failing_beyond_the_retries_fail_the_sync_and_the_next_one_remo
     assert_eq!(listed, 0, "no list outlives its sync");
 }
 
+/// A sync made from the changes removes two kinds of leavers: synced ones, which its diff
+/// lists, and ones a failed replace left unsynced with their rows stored, which it flags. The
+/// pass reads unsynced members while the removals run: none of those leavers may be re-added.
+#[tokio::test]
+async fn leavers_synced_and_left_unsynced_by_a_failed_replace_all_leave_meta() {
+    let c = synced_case(MEMBERS).await;
+    c.fake.set_replace_timeout(Duration::from_millis(300));
+    c.fake
+        .inject(Fault::meta_error(nth_replace(2), 1, 400, 190, Some(463)));
+    let r = c.sync("full").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    wait_until(|| !c.fake.replace_in_progress(&c.meta), "the session's end").await;
+    c.fake.set_replace_timeout(META_REPLACE_TIMEOUT);
+    // Batch 1 carried the first 10,000 in person order: the 50 first are synced, the 50 last
+    // are to be sent again, their rows still stored.
+    let leavers: Vec<Uuid> = support::column(
+        &c.t.db,
+        "(SELECT person_id FROM segment_member WHERE segment_id = $1 ORDER BY person_id LIMIT 50) \
+         UNION ALL \
+         (SELECT person_id FROM segment_member WHERE segment_id = $1 \
+          ORDER BY person_id DESC LIMIT 50)",
+        &[&c.seg],
+    )
+    .await;
+    let ids = leavers
+        .iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let stored = format!("hashes IS NOT NULL AND person_id = ANY('{{{ids}}}'::uuid[])");
+    let synced = c.member_rows(&format!("{stored} AND is_synced")).await;
+    let unsynced = c.member_rows(&format!("{stored} AND NOT is_synced")).await;
+    assert_eq!((synced, unsynced), (50, 50));
+    c.t.db
+        .execute(
+            "DELETE FROM segment_member WHERE segment_id = $1 AND person_id = ANY($2)",
+            &[&c.seg, &leavers],
+        )
+        .await
+        .unwrap();
+
+    let r = c.sync("incremental").await;
+    assert_eq!(r["status"], "completed", "{r}");
+    c.assert_exact("after leavers of both kinds").await;
+}
+
 /// The `removed` count of a sync's log row.
 async fn log_of_removed(c: &Case, r: &Value) -> i64 {
     let id = Uuid::parse_str(r["sync_log_id"].as_str().unwrap()).unwrap();
