@@ -1,5 +1,6 @@
 //! A sync's diff, in a transaction of its own: the segment refreshed, the members reconciled
-//! with it (leavers flagged `removal_pending`, joiners listed), and what that leaves to do
+//! with it (joiners listed; synced leavers listed too on a change-driven diff, flagged
+//! `removal_pending` otherwise), and what that leaves to do
 //! counted. The sync commits it unless the removal guardrails block it; a dry run always rolls
 //! it back. Either way a diff that is not kept leaves no trace: no segment change, no flag, no
 //! joiner, the change log's horizons where they were (the next diff sees the same changes).

@@ -3,6 +3,8 @@
 //! and the purge of erased and opted-out people. Writes are set-based (`UNNEST` of a batch's ids
 //! and values), never one statement per member.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -1113,9 +1115,23 @@ pub const LIST_SQL: &str = "SELECT id, person_id, is_synced, synced_at, failure_
      removal_pending, created_at, updated_at FROM audience_member_sync \
      WHERE audience_id = $1 ORDER BY audience_id, person_id LIMIT $2";
 
-/// The audience's first `limit` members: see [`LIST_SQL`].
+/// Which of these members a sync listed as leavers (V13): one pass over the audience's lists (a
+/// churn's worth of rows). Asked inside LIST_SQL for each member, the planner, whose statistics
+/// call a list tiny, would scan every listed leaver once per member.
+const LISTED_SQL: &str = "SELECT member_id FROM audience_member_leaver \
+     WHERE audience_id = $1 AND member_id = ANY($2)";
+
+/// The audience's first `limit` members: see [`LIST_SQL`]. A listed leaver waits for its
+/// removal as a flagged one does, and shows so.
 pub async fn list(db: &impl GenericClient, audience_id: Uuid, limit: i64) -> Result<Vec<Member>> {
     let rows = db.query(LIST_SQL, &[&audience_id, &limit]).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let listed: HashSet<Uuid> = db
+        .query(LISTED_SQL, &[&audience_id, &ids])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     Ok(rows
         .iter()
         .map(|r| Member {
@@ -1124,7 +1140,7 @@ pub async fn list(db: &impl GenericClient, audience_id: Uuid, limit: i64) -> Res
             is_synced: r.get(2),
             synced_at: r.get(3),
             failure_reason: r.get(4),
-            removal_pending: r.get(5),
+            removal_pending: r.get::<_, bool>(5) || listed.contains(&r.get(0)),
             created_at: r.get(6),
             updated_at: r.get(7),
         })

@@ -804,6 +804,16 @@ async fn removals_failing_beyond_the_retries_fail_the_sync_and_the_next_one_remo
         "the rows still say what Meta holds"
     );
     assert_eq!(c.member_rows("removal_pending").await, 0);
+    // The API shows them waiting for their removal (5 left the segment, 2 opted out).
+    let (_, a) =
+        c.t.get(&format!("/api/audiences/{}?include=members", c.id))
+            .await;
+    let waiting = a["members"].as_array().unwrap().iter();
+    assert_eq!(
+        waiting.filter(|m| m["removal_pending"] == true).count(),
+        7,
+        "{a}"
+    );
     // One of those leavers rejoins before the next sync, which must keep them in Meta.
     let back: Uuid =
         c.t.db
