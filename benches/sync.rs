@@ -186,6 +186,12 @@ async fn main() {
     )
     .await;
 
+    // An audience's first sync comes after its people were imported, not a second after: it
+    // should not share the machine with the checkpoints that setup's million rows and the
+    // refreshes' half million set off (it still pays for those its own rows set off).
+    if let Err(e) = client.batch_execute("CHECKPOINT").await {
+        println!("(no CHECKPOINT before the first sync: {e})");
+    }
     let a = new_audience(&db_only, "bench db-only", segment).await;
     timed_sync(
         &db_only,
