@@ -199,23 +199,13 @@ fn sync_events(log_id: Uuid, c: &log::Closed, threshold: u32) -> Vec<Event> {
 }
 
 /// Called once a sync's outcome is committed (whatever it was: completed, failed, blocked):
-/// records the alerts it calls for and starts their delivery in the background. Never fails.
+/// records the alerts it calls for and starts their delivery in the background. Never fails
+/// (a failed sync whose alert this could not record is alerted by the next scheduler pass).
 pub async fn after_sync(app: &App, db: &impl GenericClient, log_id: Uuid) {
     if !app.alerts.enabled() {
         return;
     }
-    let recorded = async {
-        let Some(closed) = log::closed(db, log_id).await? else {
-            return Ok(0);
-        };
-        let mut new = 0;
-        for event in sync_events(log_id, &closed, app.alerts.settings.size_drop_percent) {
-            new += usize::from(app.alerts.record(db, &event).await?);
-        }
-        Ok::<_, crate::error::Error>(new)
-    }
-    .await;
-    match recorded {
+    match record_sync(app, db, log_id).await {
         Ok(0) => {}
         Ok(_) => {
             let app = app.clone();
@@ -230,14 +220,47 @@ pub async fn after_sync(app: &App, db: &impl GenericClient, log_id: Uuid) {
     }
 }
 
+/// Records the alerts the finished sync `log_id` calls for; how many were new.
+async fn record_sync(app: &App, db: &impl GenericClient, log_id: Uuid) -> Result<usize> {
+    let Some(closed) = log::closed(db, log_id).await? else {
+        return Ok(0);
+    };
+    let mut new = 0;
+    for event in sync_events(log_id, &closed, app.alerts.settings.size_drop_percent) {
+        new += usize::from(app.alerts.record(db, &event).await?);
+    }
+    Ok(new)
+}
+
+/// How far back a scheduler pass looks for failed syncs whose alert was never recorded: longer
+/// than a Lambda can run, and than the scheduler's interval.
+const MISSED_WITHIN_SECONDS: f64 = 3600.0;
+
+/// Records the alerts of failed or blocked syncs whose own process did not (it died after the
+/// outcome's commit, or the sync was abandoned and a later one failed its row). A size drop
+/// lost that way is not looked for: only a completed sync's own process raises it.
+async fn record_missed(app: &App) -> Result<()> {
+    let db = crate::db::get(&app.pool).await?;
+    for log_id in store::unalerted_failures(&**db, MISSED_WITHIN_SECONDS, BATCH).await? {
+        if record_sync(app, &**db, log_id).await? > 0 {
+            tracing::info!(sync_log_id = %log_id, "alerts: a failed sync's alert recorded late");
+        }
+    }
+    Ok(())
+}
+
 /// The scheduler pass's part: health checked (an alert when it turned bad since the last
-/// pass), then every alert due delivered, and old ones forgotten. Never fails.
+/// pass), failed syncs' missed alerts recorded, then every alert due delivered, and old ones
+/// forgotten. Never fails.
 pub async fn scheduler_pass(app: &App) {
     if !app.alerts.enabled() {
         return;
     }
     if let Err(e) = check_health(app).await {
         tracing::warn!(error = %e, "alerts: the health state could not be recorded");
+    }
+    if let Err(e) = record_missed(app).await {
+        tracing::warn!(error = %e, "alerts: failed syncs' missed alerts could not be recorded");
     }
     if let Err(e) = deliver_due(app).await {
         tracing::warn!(error = %e, "alerts: delivery failed; the next pass retries");

@@ -40,6 +40,30 @@ pub async fn enqueue(
     Ok(n == 1)
 }
 
+/// Failed or blocked syncs that ended in the last `within_seconds` without their alert recorded
+/// (its key, as `sync_events` makes it: `sync_failed:` or `sync_blocked:` and the log row's
+/// id): the process died between the outcome's commit and the alert, its connection was lost,
+/// or the sync was abandoned and a later one failed its row. At most `limit`, oldest first.
+pub async fn unalerted_failures(
+    db: &impl GenericClient,
+    within_seconds: f64,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    let rows = db
+        .query(
+            "SELECT l.id FROM audience_sync_log l \
+             WHERE l.status IN ('failed', 'blocked') \
+               AND l.completed_at > now() - make_interval(secs => $1::float8) \
+               AND NOT EXISTS (SELECT 1 FROM alert_outbox o \
+                               WHERE o.event_key = CASE l.status WHEN 'blocked' THEN 'sync_blocked:' \
+                                                                 ELSE 'sync_failed:' END || l.id) \
+             ORDER BY l.completed_at LIMIT $2",
+            &[&within_seconds, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// An event claimed for one delivery attempt.
 pub struct Due {
     pub id: i64,

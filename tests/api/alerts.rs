@@ -239,3 +239,53 @@ async fn a_blocked_sync_reaches_the_webhook_naming_the_limit() {
     assert!(text.contains("max_removal_percent"), "{text}");
     assert_no_pii(&seen[0].1);
 }
+
+/// A sync whose worker died (a Lambda's time ran out) raises no alert itself: the next sync of
+/// its audience fails its row, and the next scheduler pass alerts it, once. A failure that
+/// ended over an hour ago is not alerted late.
+#[tokio::test]
+async fn an_abandoned_sync_is_alerted_once_by_the_next_scheduler_pass() {
+    let meta = FakeMeta::start().await;
+    let receiver = Receiver::start(0).await;
+    let t = app(&meta, meta.token(), webhook_settings(&receiver)).await;
+    let id = audience_of_people(&t).await;
+    let aid = Uuid::parse_str(&id).unwrap();
+    let log_row = |status: &'static str, ended: Option<&'static str>| {
+        let t = &t;
+        async move {
+            let id: Uuid =
+                t.db.query_one(
+                    "INSERT INTO audience_sync_log (audience_id, sync_type, status, started_at, \
+                                                completed_at, error_message) \
+                 VALUES ($1, 'incremental', $2, now() - interval '3 hours', \
+                         now() - $3::text::interval, $4) RETURNING id",
+                    &[&aid, &status, &ended, &ended.map(|_| "an old failure")],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            id
+        }
+    };
+    let old = log_row("failed", Some("2 hours")).await;
+    let dead = log_row("in_progress", None).await;
+    assert_eq!(t.sync(&id, "full").await["status"], "completed");
+    // The sync failed the dead row; its own hook alerts only its own outcome (none).
+    assert!(outbox(&t).await.is_empty(), "{:?}", outbox(&t).await);
+
+    alerts::scheduler_pass(&t.app).await;
+    assert_eq!(outbox(&t).await, vec![("sync_failed".to_string(), 1, true)]);
+    let seen = receiver.wait_for(1).await;
+    let message: Value = serde_json::from_str(&seen[0].1).unwrap();
+    assert_eq!(message["event"], "sync_failed");
+    assert_eq!(message["sync_log_id"], dead.to_string());
+    assert_ne!(message["sync_log_id"], old.to_string());
+    let text = message["text"].as_str().unwrap();
+    assert!(text.contains("abandoned"), "{text}");
+    assert_no_pii(&seen[0].1);
+
+    // Once: later passes find nothing missing.
+    alerts::scheduler_pass(&t.app).await;
+    assert_eq!(outbox(&t).await.len(), 1);
+    assert_eq!(receiver.seen().len(), 1);
+}
