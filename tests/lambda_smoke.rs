@@ -72,11 +72,22 @@ fn cargo_lambda_version() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A free port, never one handed out before: the system may give a port it just released to
+/// the next bind, and two watches started together got the same one (the second could not
+/// listen, and the first was sent the other's invocations).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Every line `cargo lambda watch` and its function print, with the instant it arrived.
