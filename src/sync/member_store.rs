@@ -854,21 +854,23 @@ pub async fn mark_failed(db: &Client, list: &Listing, rows: &Rows<String>) -> Re
 /// scanned the million rows listed since once per id of the page (a page's write outlived the
 /// 300 s statement timeout at 1,000,000 members).
 async fn by_id(db: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-    db.batch_execute(
-        "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-         SET LOCAL enable_seqscan = off",
-    )
-    .await?;
-    match db.execute(sql, params).await {
-        Ok(n) => {
-            db.batch_execute("COMMIT").await?;
-            Ok(n)
-        }
-        Err(e) => {
-            db.batch_execute("ROLLBACK").await?;
-            Err(e.into())
-        }
-    }
+    let plan = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+                SET LOCAL enable_seqscan = off";
+    steered(db, plan, db.execute(sql, params)).await
+}
+
+/// Runs `statement` (not yet started) in a transaction of its own whose planner settings are
+/// `plan` (`SET LOCAL …`): committed if it succeeds, rolled back if not.
+async fn steered<T>(
+    db: &Client,
+    plan: &str,
+    statement: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+) -> Result<T> {
+    db.batch_execute(&format!("BEGIN; {plan}")).await?;
+    let result = statement.await;
+    db.batch_execute(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        .await?;
+    Ok(result?)
 }
 
 /// The destination no longer holds these members' rows: leavers' rows go (flagged ones, or
@@ -914,17 +916,10 @@ pub async fn removal_page(
                                      WHERE m.id = l.member_id AND m.audience_id = $1 \
                                        AND m.hashes IS NOT NULL OFFSET 0) m \
                  WHERE l.list_id = $2 AND l.member_id > $3 ORDER BY l.member_id LIMIT $4";
-            db.batch_execute(
-                "BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; \
-                 SET LOCAL enable_bitmapscan = off",
-            )
-            .await?;
-            let rows = db
-                .query(sql, &[&audience_id, &list_id, &after, &(PAGE as i64)])
-                .await;
-            db.batch_execute(if rows.is_ok() { "COMMIT" } else { "ROLLBACK" })
-                .await?;
-            rows?
+            let plan = "SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; \
+                        SET LOCAL enable_bitmapscan = off";
+            let params: [&(dyn ToSql + Sync); 4] = [&audience_id, &list_id, &after, &(PAGE as i64)];
+            steered(db, plan, db.query(sql, &params)).await?
         }
         Leavers::Flagged { everything } => {
             db.query(
